@@ -11,6 +11,8 @@
 #![deny(unsafe_code)]
 
 pub mod api;
+pub mod icmp;
+pub mod neighbor;
 pub mod phy;
 pub mod ports;
 pub mod shard;
