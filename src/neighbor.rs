@@ -673,3 +673,518 @@ pub fn read_kernel_routes(iface: &str) -> io::Result<RoutingTable> {
     let text = std::fs::read_to_string("/proc/net/route")?;
     Ok(RoutingTable::new(parse_proc_net_route(&text, iface)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const US: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+    const PEER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+    const OTHER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 3);
+    const OUR_MAC: Mac = [2, 0, 0, 0, 0, 1];
+    const PEER_MAC: Mac = [2, 0, 0, 0, 0, 2];
+    const NEW_MAC: Mac = [2, 0, 0, 0, 0, 9];
+
+    fn t(ms: u64) -> Instant {
+        Instant::from_millis(ms)
+    }
+
+    fn cache() -> NeighborCache<u32> {
+        NeighborCache::new(NeighborConfig::default(), US, OUR_MAC)
+    }
+
+    fn actions(c: &mut NeighborCache<u32>) -> Vec<Action<u32>> {
+        std::iter::from_fn(|| c.poll_action()).collect()
+    }
+
+    fn reply(from_ip: Ipv4Addr, from_mac: Mac) -> ArpPacket {
+        ArpPacket {
+            op: ArpOp::Reply,
+            sender_mac: from_mac,
+            sender_ip: from_ip,
+            target_mac: OUR_MAC,
+            target_ip: US,
+        }
+    }
+
+    fn request(from_ip: Ipv4Addr, from_mac: Mac, target: Ipv4Addr) -> ArpPacket {
+        ArpPacket {
+            op: ArpOp::Request,
+            sender_mac: from_mac,
+            sender_ip: from_ip,
+            target_mac: [0; 6],
+            target_ip: target,
+        }
+    }
+
+    #[test]
+    fn resolution_queues_then_releases_in_order() {
+        let mut c = cache();
+        assert_eq!(c.resolve(PEER, 1, t(0)), Resolution::Queued);
+        assert_eq!(c.resolve(PEER, 2, t(1)), Resolution::Queued);
+        assert_eq!(
+            actions(&mut c),
+            vec![Action::SendRequest {
+                target: PEER,
+                dst_mac: BROADCAST_MAC
+            }]
+        );
+        assert_eq!(c.state(PEER), Some(NeighborState::Incomplete));
+        c.process_arp(&reply(PEER, PEER_MAC), t(5)).unwrap();
+        assert_eq!(
+            actions(&mut c),
+            vec![
+                Action::Transmit {
+                    dst_mac: PEER_MAC,
+                    packet: 1
+                },
+                Action::Transmit {
+                    dst_mac: PEER_MAC,
+                    packet: 2
+                },
+            ]
+        );
+        assert_eq!(c.resolve(PEER, 3, t(6)), Resolution::Ready(PEER_MAC, 3));
+        assert_eq!(c.counters().resolved, 1);
+    }
+
+    #[test]
+    fn queue_drops_oldest_when_full() {
+        let cfg = NeighborConfig {
+            queue_len: 2,
+            ..NeighborConfig::default()
+        };
+        let mut c = NeighborCache::new(cfg, US, OUR_MAC);
+        for p in 1..=4u32 {
+            assert_eq!(c.resolve(PEER, p, t(0)), Resolution::Queued);
+        }
+        let a = actions(&mut c);
+        assert_eq!(
+            a[1..],
+            [
+                Action::Drop {
+                    packet: 1,
+                    reason: NeighborDrop::QueueOverflow
+                },
+                Action::Drop {
+                    packet: 2,
+                    reason: NeighborDrop::QueueOverflow
+                },
+            ]
+        );
+        assert_eq!(c.counters().queue_overflow, 2);
+        assert_eq!(c.queued(PEER), 2);
+        c.process_arp(&reply(PEER, PEER_MAC), t(1)).unwrap();
+        let sent: Vec<_> = actions(&mut c)
+            .into_iter()
+            .map(|a| match a {
+                Action::Transmit { packet, .. } => packet,
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        assert_eq!(sent, vec![3, 4]);
+    }
+
+    #[test]
+    fn retransmits_then_gives_up() {
+        let mut c = cache();
+        c.resolve(PEER, 7, t(0));
+        assert_eq!(actions(&mut c).len(), 1);
+        assert_eq!(c.poll_at(), Some(t(1000)));
+        c.poll(t(999));
+        assert!(actions(&mut c).is_empty());
+        c.poll(t(1000));
+        c.poll(t(2000));
+        let reqs = actions(&mut c);
+        assert_eq!(reqs.len(), 2);
+        assert!(reqs
+            .iter()
+            .all(|a| matches!(a, Action::SendRequest { target: PEER, .. })));
+        // Third probe unanswered: the entry fails and the packet is dropped.
+        c.poll(t(3000));
+        assert_eq!(
+            actions(&mut c),
+            vec![Action::Drop {
+                packet: 7,
+                reason: NeighborDrop::ResolutionFailed
+            }]
+        );
+        assert_eq!(c.state(PEER), None);
+        assert_eq!(c.counters().requests_sent, 3);
+        assert_eq!(c.counters().resolution_failed, 1);
+        assert_eq!(c.poll_at(), None);
+    }
+
+    #[test]
+    fn answers_requests_for_us_and_learns_sender() {
+        let mut c = cache();
+        c.process_arp(&request(PEER, PEER_MAC, US), t(0)).unwrap();
+        assert_eq!(
+            actions(&mut c),
+            vec![Action::SendReply {
+                target_ip: PEER,
+                target_mac: PEER_MAC
+            }]
+        );
+        assert_eq!(c.state(PEER), Some(NeighborState::Reachable(PEER_MAC)));
+        // A request for another address: not answered, not learned.
+        assert_eq!(
+            c.process_arp(&request(OTHER, NEW_MAC, PEER), t(0)),
+            Err(ArpIgnore::NotForUs)
+        );
+        assert_eq!(c.state(OTHER), None);
+        assert!(actions(&mut c).is_empty());
+        // Unsolicited reply from an unknown host: not learned.
+        c.process_arp(&reply(OTHER, NEW_MAC), t(0)).unwrap();
+        assert_eq!(c.state(OTHER), None);
+        // Shared mode: learn, but the kernel answers.
+        let mut s: NeighborCache<u32> = NeighborCache::new(
+            NeighborConfig {
+                answer_requests: false,
+                ..NeighborConfig::default()
+            },
+            US,
+            OUR_MAC,
+        );
+        s.process_arp(&request(PEER, PEER_MAC, US), t(0)).unwrap();
+        assert!(actions(&mut s).is_empty());
+        assert_eq!(s.state(PEER), Some(NeighborState::Reachable(PEER_MAC)));
+    }
+
+    #[test]
+    fn arp_probe_answered_without_learning() {
+        let mut c = cache();
+        c.process_arp(&request(Ipv4Addr::UNSPECIFIED, PEER_MAC, US), t(0))
+            .unwrap();
+        assert_eq!(
+            actions(&mut c),
+            vec![Action::SendReply {
+                target_ip: Ipv4Addr::UNSPECIFIED,
+                target_mac: PEER_MAC
+            }]
+        );
+        assert!(c.is_empty());
+    }
+
+    #[test]
+    fn bad_arp_ignored() {
+        let mut c = cache();
+        for (p, why) in [
+            (request(PEER, OUR_MAC, US), ArpIgnore::OwnFrame),
+            (request(PEER, BROADCAST_MAC, US), ArpIgnore::BadSenderMac),
+            (
+                request(PEER, [1, 0, 0x5e, 0, 0, 1], US),
+                ArpIgnore::BadSenderMac,
+            ),
+            (request(PEER, [0; 6], US), ArpIgnore::BadSenderMac),
+            (request(US, PEER_MAC, US), ArpIgnore::AddressConflict),
+        ] {
+            assert_eq!(c.process_arp(&p, t(0)), Err(why));
+        }
+        assert!(c.is_empty());
+        assert!(actions(&mut c).is_empty());
+        assert_eq!(c.counters().arp_ignored, 5);
+    }
+
+    #[test]
+    fn reachable_goes_stale_then_confirms_by_unicast() {
+        let mut c = cache();
+        c.learn(PEER, PEER_MAC, t(0));
+        assert_eq!(c.poll_at(), Some(t(30_000)));
+        c.poll(t(30_000));
+        assert_eq!(c.state(PEER), Some(NeighborState::Stale(PEER_MAC)));
+        // Still usable; the use sends one unicast request.
+        assert_eq!(c.lookup(PEER, t(30_001)), Some(PEER_MAC));
+        assert_eq!(c.lookup(PEER, t(30_002)), Some(PEER_MAC));
+        assert_eq!(
+            actions(&mut c),
+            vec![Action::SendRequest {
+                target: PEER,
+                dst_mac: PEER_MAC
+            }]
+        );
+        c.process_arp(&reply(PEER, PEER_MAC), t(30_010)).unwrap();
+        assert_eq!(c.state(PEER), Some(NeighborState::Reachable(PEER_MAC)));
+    }
+
+    #[test]
+    fn unconfirmed_stale_entry_is_dropped_after_probes() {
+        let mut c = cache();
+        c.learn(PEER, PEER_MAC, t(0));
+        c.poll(t(30_000));
+        c.lookup(PEER, t(30_000));
+        c.poll(t(31_000));
+        c.poll(t(32_000));
+        assert_eq!(actions(&mut c).len(), 3);
+        c.poll(t(33_000));
+        assert_eq!(c.state(PEER), None);
+        // The next packet starts a fresh broadcast resolution.
+        assert_eq!(c.resolve(PEER, 1, t(33_001)), Resolution::Queued);
+        assert_eq!(
+            actions(&mut c),
+            vec![Action::SendRequest {
+                target: PEER,
+                dst_mac: BROADCAST_MAC
+            }]
+        );
+    }
+
+    #[test]
+    fn unused_stale_entries_are_collected() {
+        let mut c = cache();
+        c.learn(PEER, PEER_MAC, t(0));
+        c.poll(t(30_000));
+        c.poll(t(59_999));
+        assert!(c.state(PEER).is_some());
+        c.poll(t(60_000));
+        assert_eq!(c.state(PEER), None);
+    }
+
+    #[test]
+    fn third_party_arp_updates_known_entry_as_stale() {
+        let mut c = cache();
+        c.learn(PEER, PEER_MAC, t(0));
+        // A gratuitous ARP (target = sender) announcing a new MAC.
+        c.process_arp(&request(PEER, NEW_MAC, PEER), t(1)).unwrap();
+        assert_eq!(c.state(PEER), Some(NeighborState::Stale(NEW_MAC)));
+    }
+
+    #[test]
+    fn full_table_evicts_stale_never_waiting() {
+        let cfg = NeighborConfig {
+            max_entries: 2,
+            ..NeighborConfig::default()
+        };
+        let mut c = NeighborCache::new(cfg, US, OUR_MAC);
+        c.resolve(PEER, 1, t(0));
+        c.resolve(OTHER, 2, t(0));
+        actions(&mut c);
+        let third = Ipv4Addr::new(10, 0, 0, 4);
+        assert_eq!(c.resolve(third, 3, t(0)), Resolution::Queued);
+        assert_eq!(
+            actions(&mut c),
+            vec![Action::Drop {
+                packet: 3,
+                reason: NeighborDrop::TableFull
+            }]
+        );
+        // Once one is stale and idle, it makes room.
+        c.process_arp(&reply(PEER, PEER_MAC), t(1)).unwrap();
+        actions(&mut c);
+        c.poll(t(31_000));
+        assert_eq!(c.state(PEER), Some(NeighborState::Stale(PEER_MAC)));
+        assert_eq!(c.resolve(third, 4, t(31_001)), Resolution::Queued);
+        assert_eq!(c.state(PEER), None);
+        assert_eq!(c.state(third), Some(NeighborState::Incomplete));
+    }
+
+    #[test]
+    fn static_macs() {
+        let mut c = cache();
+        assert_eq!(
+            c.resolve(Ipv4Addr::BROADCAST, 1, t(0)),
+            Resolution::Ready(BROADCAST_MAC, 1)
+        );
+        assert_eq!(
+            static_mac(Ipv4Addr::new(239, 129, 2, 3)),
+            Some([0x01, 0x00, 0x5e, 0x01, 2, 3])
+        );
+        assert_eq!(static_mac(PEER), None);
+    }
+
+    #[test]
+    fn next_hop_longest_prefix_then_metric() {
+        let gw = Ipv4Addr::new(192, 0, 2, 1);
+        let gw2 = Ipv4Addr::new(192, 0, 2, 254);
+        let rt = RoutingTable::new(vec![
+            Route {
+                prefix: Ipv4Addr::UNSPECIFIED,
+                prefix_len: 0,
+                gateway: Some(gw),
+                metric: 100,
+            },
+            Route {
+                prefix: Ipv4Addr::new(192, 0, 2, 77),
+                prefix_len: 24,
+                gateway: None,
+                metric: 0,
+            },
+            Route {
+                prefix: Ipv4Addr::new(198, 51, 100, 0),
+                prefix_len: 24,
+                gateway: Some(gw2),
+                metric: 5,
+            },
+            Route {
+                prefix: Ipv4Addr::new(198, 51, 100, 0),
+                prefix_len: 24,
+                gateway: Some(gw),
+                metric: 1,
+            },
+        ]);
+        let on_link = Ipv4Addr::new(192, 0, 2, 9);
+        assert_eq!(rt.next_hop(on_link), Some(on_link));
+        assert_eq!(rt.next_hop(Ipv4Addr::new(8, 8, 8, 8)), Some(gw));
+        assert_eq!(rt.next_hop(Ipv4Addr::new(198, 51, 100, 3)), Some(gw));
+        assert_eq!(RoutingTable::default().next_hop(on_link), None);
+    }
+
+    #[test]
+    fn proc_net_route_parsing() {
+        // The kernel prints each `__be32` as a native-endian u32.
+        let h = |o: [u8; 4]| format!("{:08X}", u32::from_ne_bytes(o));
+        let line = |iface: &str, dst, gw, flags: &str, mask| {
+            format!(
+                "{iface}\t{}\t{}\t{flags}\t0\t0\t0\t{}\t0\t0\t0\n",
+                h(dst),
+                h(gw),
+                h(mask)
+            )
+        };
+        let z = [0, 0, 0, 0];
+        let m24 = [255, 255, 255, 0];
+        let mut text = String::from(
+            "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n",
+        );
+        text += &line("eth0", z, [192, 0, 2, 1], "0003", z);
+        text += &line("eth0", [192, 0, 2, 0], z, "0001", m24);
+        // Down, reject, and a non-contiguous mask: skipped.
+        text += &line("eth0", [192, 168, 100, 0], z, "0000", m24);
+        text += &line("eth0", [192, 168, 101, 0], z, "0201", m24);
+        text += &line("eth0", [192, 168, 102, 0], z, "0001", [255, 0, 255, 0]);
+        text += "eth0\tzz\n";
+        text += &line("eth1", [10, 0, 0, 0], z, "0001", [255, 0, 0, 0]);
+        let mut routes = parse_proc_net_route(&text, "eth0");
+        routes.sort_by_key(|r| r.prefix_len);
+        assert_eq!(
+            routes,
+            vec![
+                Route {
+                    prefix: Ipv4Addr::UNSPECIFIED,
+                    prefix_len: 0,
+                    gateway: Some(Ipv4Addr::new(192, 0, 2, 1)),
+                    metric: 0,
+                },
+                Route {
+                    prefix: Ipv4Addr::new(192, 0, 2, 0),
+                    prefix_len: 24,
+                    gateway: None,
+                    metric: 0,
+                },
+            ]
+        );
+        let eth1 = parse_proc_net_route(&text, "eth1");
+        assert_eq!(eth1.len(), 1);
+        assert_eq!(eth1[0].prefix, Ipv4Addr::new(10, 0, 0, 0));
+        assert_eq!(eth1[0].prefix_len, 8);
+    }
+
+    mod model {
+        use super::*;
+        use proptest::prelude::*;
+
+        #[derive(Debug, Clone)]
+        enum Op {
+            Send(u8),
+            Reply(u8),
+            Request(u8),
+            Advance(u16),
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            prop_oneof![
+                (0u8..4).prop_map(Op::Send),
+                (0u8..4).prop_map(Op::Reply),
+                (0u8..4).prop_map(Op::Request),
+                (0u16..5000).prop_map(Op::Advance),
+            ]
+        }
+
+        fn ip(i: u8) -> Ipv4Addr {
+            Ipv4Addr::new(10, 0, 1, 10 + i)
+        }
+
+        fn mac(i: u8) -> Mac {
+            [2, 0, 0, 0, 1, i]
+        }
+
+        proptest! {
+            /// Every packet handed in comes out exactly once (sent right
+            /// away, transmitted when resolved, or dropped) or is still
+            /// queued; queues stay bounded; a destination never sees more
+            /// than `max_probes` broadcast requests in a row without an
+            /// answer; transmitted packets carry their destination's MAC.
+            #[test]
+            fn packets_are_conserved(ops in proptest::collection::vec(op(), 1..200)) {
+                let cfg = NeighborConfig {
+                    queue_len: 3,
+                    max_entries: 3,
+                    ..NeighborConfig::default()
+                };
+                let mut c: NeighborCache<u32> = NeighborCache::new(cfg, US, OUR_MAC);
+                let mut now = t(0);
+                let mut next = 0u32;
+                let mut dest_of = HashMap::new();
+                let mut out = HashMap::new();
+                let mut unanswered = [0u32; 4];
+                for op in ops {
+                    match op {
+                        Op::Send(i) => {
+                            dest_of.insert(next, i);
+                            if let Resolution::Ready(m, p) = c.resolve(ip(i), next, now) {
+                                prop_assert_eq!(m, mac(i));
+                                prop_assert!(out.insert(p, ()).is_none());
+                            }
+                            next += 1;
+                        }
+                        Op::Reply(i) => {
+                            let _ = c.process_arp(&reply(ip(i), mac(i)), now);
+                            unanswered[i as usize] = 0;
+                        }
+                        Op::Request(i) => {
+                            let _ = c.process_arp(&request(ip(i), mac(i), US), now);
+                            unanswered[i as usize] = 0;
+                        }
+                        Op::Advance(ms) => {
+                            now += Duration::from_millis(ms as u64);
+                            c.poll(now);
+                        }
+                    }
+                    while let Some(a) = c.poll_action() {
+                        match a {
+                            Action::Transmit { dst_mac, packet } => {
+                                prop_assert_eq!(dst_mac, mac(dest_of[&packet]));
+                                prop_assert!(out.insert(packet, ()).is_none());
+                            }
+                            Action::Drop { packet, .. } => {
+                                prop_assert!(out.insert(packet, ()).is_none());
+                            }
+                            Action::SendRequest { target, dst_mac } => {
+                                if dst_mac == BROADCAST_MAC {
+                                    let k = (target.octets()[3] - 10) as usize;
+                                    unanswered[k] += 1;
+                                    prop_assert!(unanswered[k] <= cfg.max_probes);
+                                }
+                            }
+                            Action::SendReply { .. } => {}
+                        }
+                    }
+                    // An attempt that ended (entry gone) resets the count.
+                    for i in 0..4u8 {
+                        if c.state(ip(i)).is_none() {
+                            unanswered[i as usize] = 0;
+                        }
+                    }
+                    let mut waiting = 0;
+                    for i in 0..4 {
+                        let q = c.queued(ip(i));
+                        prop_assert!(q <= cfg.queue_len);
+                        waiting += q;
+                    }
+                    prop_assert!(c.len() <= cfg.max_entries);
+                    prop_assert_eq!(out.len() + waiting, next as usize);
+                }
+            }
+        }
+    }
+}
