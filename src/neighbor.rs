@@ -136,6 +136,8 @@ pub enum NeighborDrop {
     ResolutionFailed,
     /// The cache is full of entries that cannot be evicted.
     TableFull,
+    /// The next hop is not a host address (0.0.0.0, loopback, class E).
+    BadAddress,
 }
 
 /// Something for the worker to do.
@@ -180,6 +182,7 @@ pub struct NeighborCounters {
     pub resolution_failed: u64,
     pub queue_overflow: u64,
     pub table_full: u64,
+    pub bad_address: u64,
     pub arp_ignored: u64,
 }
 
@@ -298,6 +301,14 @@ impl<P> NeighborCache<P> {
     pub fn resolve(&mut self, next_hop: Ipv4Addr, packet: P, now: Instant) -> Resolution<P> {
         if let Some(mac) = self.lookup(next_hop, now) {
             return Resolution::Ready(mac, packet);
+        }
+        if !is_host_source(next_hop) {
+            self.counters.bad_address += 1;
+            self.actions.push_back(Action::Drop {
+                packet,
+                reason: NeighborDrop::BadAddress,
+            });
+            return Resolution::Queued;
         }
         if let Some(e) = self.entries.get_mut(&next_hop) {
             // Incomplete: wait in its bounded queue.
@@ -990,6 +1001,18 @@ mod tests {
             Some([0x01, 0x00, 0x5e, 0x01, 2, 3])
         );
         assert_eq!(static_mac(PEER), None);
+        assert_eq!(
+            c.resolve(Ipv4Addr::UNSPECIFIED, 2, t(0)),
+            Resolution::Queued
+        );
+        assert_eq!(
+            actions(&mut c),
+            vec![Action::Drop {
+                packet: 2,
+                reason: NeighborDrop::BadAddress
+            }]
+        );
+        assert!(c.is_empty());
     }
 
     #[test]

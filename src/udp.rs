@@ -16,6 +16,9 @@
 //! the header fields ([`TxDatagram`]) that the wire layer emits, checksum
 //! included.
 //!
+//! `PortUnreachable` is the RFC 1122 rule only; the worker also asks its
+//! [`crate::icmp::ErrorRateLimiter`] (with `now`) before sending the error.
+//!
 //! Port allocation is not done here: the caller gets ports from
 //! [`crate::ports::PortService`] and binds them here; the table refuses a
 //! second socket on a port it already has. One socket per local port; a
@@ -25,7 +28,7 @@
 //! ([`max_payload`]), and sends beyond fail with
 //! [`UdpError::MessageTooLong`].
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -285,15 +288,20 @@ pub struct UdpTable<T> {
     config: UdpConfig,
     slots: Vec<Slot<T>>,
     free: Vec<u32>,
-    by_port: HashMap<u16, u32>,
+    /// Slot index by local port (`NONE` if none): one indexed load on the
+    /// per-packet path instead of a hash (256 KiB per shard).
+    by_port: Box<[u32]>,
+    open: usize,
     counters: UdpCounters,
 }
+
+const NONE: u32 = u32::MAX;
 
 impl<T> fmt::Debug for UdpTable<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("UdpTable")
             .field("config", &self.config)
-            .field("sockets", &self.by_port.len())
+            .field("sockets", &self.open)
             .field("counters", &self.counters)
             .finish()
     }
@@ -305,7 +313,8 @@ impl<T> UdpTable<T> {
             config,
             slots: Vec::new(),
             free: Vec::new(),
-            by_port: HashMap::new(),
+            by_port: vec![NONE; 65536].into_boxed_slice(),
+            open: 0,
             counters: UdpCounters::default(),
         }
     }
@@ -320,11 +329,11 @@ impl<T> UdpTable<T> {
 
     /// Number of open sockets.
     pub fn len(&self) -> usize {
-        self.by_port.len()
+        self.open
     }
 
     pub fn is_empty(&self) -> bool {
-        self.by_port.is_empty()
+        self.open == 0
     }
 
     /// Opens a socket on `local` (port non-zero; address 0.0.0.0 for any).
@@ -332,7 +341,7 @@ impl<T> UdpTable<T> {
         if local.port() == 0 {
             return Err(UdpError::Unaddressable);
         }
-        if self.by_port.contains_key(&local.port()) {
+        if self.by_port[local.port() as usize] != NONE {
             return Err(UdpError::AddrInUse);
         }
         let socket = UdpSocket {
@@ -354,7 +363,8 @@ impl<T> UdpTable<T> {
                 (self.slots.len() - 1) as u32
             }
         };
-        self.by_port.insert(local.port(), index);
+        self.by_port[local.port() as usize] = index;
+        self.open += 1;
         Ok(SocketId {
             index,
             generation: self.slots[index as usize].generation,
@@ -382,7 +392,8 @@ impl<T> UdpTable<T> {
         let socket = slot.socket.take().expect("checked above");
         slot.generation = slot.generation.wrapping_add(1);
         self.free.push(id.index);
-        self.by_port.remove(&socket.local.port());
+        self.by_port[socket.local.port() as usize] = NONE;
+        self.open -= 1;
         Ok(socket.rx)
     }
 
@@ -475,8 +486,8 @@ impl<T> UdpTable<T> {
         if d.dst.port() == 0 {
             return RxDecision::Drop(DropReason::BadPort);
         }
-        let found = self.by_port.get(&d.dst.port()).and_then(|&i| {
-            let slot = &self.slots[i as usize];
+        let i = self.by_port[d.dst.port() as usize];
+        let found = self.slots.get(i as usize).and_then(|slot| {
             let s = slot.socket.as_ref()?;
             s.accepts(d.src, d.dst).then_some((i, slot.generation, s))
         });
