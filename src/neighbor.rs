@@ -685,6 +685,59 @@ pub fn read_kernel_routes(iface: &str) -> io::Result<RoutingTable> {
     Ok(RoutingTable::new(parse_proc_net_route(&text, iface)))
 }
 
+const ATF_COM: u32 = 0x02;
+
+/// Parses `/proc/net/arp` text: the complete entries of `iface`. In
+/// shared-address mode the kernel owns ARP for the interface (replies reach
+/// it, not the stack), so workers seed their cache from its table with
+/// [`NeighborCache::learn`]. Malformed lines are skipped.
+pub fn parse_proc_net_arp(text: &str, iface: &str) -> Vec<(Ipv4Addr, Mac)> {
+    let mut out = Vec::new();
+    for line in text.lines().skip(1) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 6 || f[5] != iface {
+            continue;
+        }
+        let Ok(ip) = f[0].parse::<Ipv4Addr>() else {
+            continue;
+        };
+        let flags = f[2]
+            .strip_prefix("0x")
+            .and_then(|h| u32::from_str_radix(h, 16).ok());
+        if flags.is_none_or(|fl| fl & ATF_COM == 0) {
+            continue;
+        }
+        let Some(mac) = parse_mac(f[3]) else {
+            continue;
+        };
+        if is_unicast_mac(mac) {
+            out.push((ip, mac));
+        }
+    }
+    out
+}
+
+/// The kernel's complete ARP entries on `iface`.
+pub fn read_kernel_neighbors(iface: &str) -> io::Result<Vec<(Ipv4Addr, Mac)>> {
+    Ok(parse_proc_net_arp(
+        &std::fs::read_to_string("/proc/net/arp")?,
+        iface,
+    ))
+}
+
+fn parse_mac(s: &str) -> Option<Mac> {
+    let mut mac = [0u8; 6];
+    let mut parts = s.split(':');
+    for b in &mut mac {
+        let p = parts.next()?;
+        if p.len() != 2 {
+            return None;
+        }
+        *b = u8::from_str_radix(p, 16).ok()?;
+    }
+    parts.next().is_none().then_some(mac)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1100,6 +1153,32 @@ mod tests {
         assert_eq!(eth1.len(), 1);
         assert_eq!(eth1[0].prefix, Ipv4Addr::new(10, 0, 0, 0));
         assert_eq!(eth1[0].prefix_len, 8);
+    }
+
+    #[test]
+    fn proc_net_arp_parsing() {
+        let text =
+            "IP address       HW type     Flags       HW address            Mask     Device\n\
+            192.0.2.1        0x1         0x2         52:54:00:12:34:56     *        eth0\n\
+            192.0.2.7        0x1         0x0         00:00:00:00:00:00     *        eth0\n\
+            192.0.2.8        0x1         0x2         52:54:00:12:34        *        eth0\n\
+            192.0.2.9        0x1         0x6         52:54:00:aa:bb:cc     *        eth0\n\
+            192.0.2.10       0x1         0x2         52:54:00:00:00:01     *        eth1\n\
+            garbage\n";
+        assert_eq!(
+            parse_proc_net_arp(text, "eth0"),
+            vec![
+                (
+                    Ipv4Addr::new(192, 0, 2, 1),
+                    [0x52, 0x54, 0x00, 0x12, 0x34, 0x56]
+                ),
+                (
+                    Ipv4Addr::new(192, 0, 2, 9),
+                    [0x52, 0x54, 0x00, 0xaa, 0xbb, 0xcc]
+                ),
+            ]
+        );
+        assert_eq!(parse_proc_net_arp(text, "eth1").len(), 1);
     }
 
     mod model {

@@ -747,6 +747,34 @@ mod tests {
     }
 
     #[test]
+    fn same_flow_walks_consecutive_ports() {
+        // Algorithm 4: one flow's tries advance table[index] by one, so its
+        // successive connections take successive ports (mod the range),
+        // starting from a keyed, flow-dependent offset.
+        let range = PortRange::new(50000, 50999).unwrap();
+        let mut s = svc(range, 1);
+        let flow = FlowKey {
+            local_addr: Ipv4Addr::new(10, 0, 0, 1),
+            remote_addr: Ipv4Addr::new(10, 0, 0, 2),
+            remote_port: 443,
+        };
+        let ports: Vec<u16> = (0..5)
+            .map(|_| s.allocate(Protocol::Tcp, 0, flow).unwrap())
+            .collect();
+        for w in ports.windows(2) {
+            let next = if w[0] == range.last() {
+                range.first()
+            } else {
+                w[0] + 1
+            };
+            assert_eq!(w[1], next, "{ports:?}");
+        }
+        // Releasing and reconnecting does not reuse the port at once.
+        s.release(Protocol::Tcp, ports[4]).unwrap();
+        assert_ne!(s.allocate(Protocol::Tcp, 0, flow).unwrap(), ports[4]);
+    }
+
+    #[test]
     fn allocate_filtered_respects_predicate() {
         let mut s = svc(PortRange::new(60000, 60999).unwrap(), 1);
         for _ in 0..100 {
