@@ -408,7 +408,7 @@ impl Allocator {
 }
 
 fn keyed_hash<T: Hash>(key: u64, value: &T) -> u64 {
-    #[allow(deprecated)] // Only the default-keyed SipHash; the key is hashed first.
+    // SipHash with fixed keys; the secret goes in first (prefix key).
     let mut h = std::collections::hash_map::DefaultHasher::new();
     key.hash(&mut h);
     value.hash(&mut h);
@@ -553,8 +553,10 @@ impl PortService {
     }
 
     /// Binds `port`, or with port 0 allocates a free ephemeral port from the
-    /// whole range. Refuses a port in use with `AddrInUse`. On success the
-    /// port is newly owned and a [`PortEvent::Bound`] is queued.
+    /// whole range (any shard's slice: for sockets every worker serves, like
+    /// an unconnected UDP socket). Refuses a port in use with `AddrInUse`.
+    /// On success the port is newly owned and a [`PortEvent::Bound`] is
+    /// queued.
     pub fn bind(&mut self, proto: Protocol, port: u16) -> Result<u16, PortError> {
         if port == 0 {
             let any = self.allocs.last_mut().expect("the whole-range allocator");
