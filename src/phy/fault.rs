@@ -365,6 +365,17 @@ impl<L: Link> FaultInjector<L> {
         d(&self.rx) + d(&self.tx)
     }
 
+    /// Return every held frame (delayed, reordered, queued, or received and
+    /// not yet handed out) to the inner link, as if dropped.
+    pub fn release_held(&mut self) {
+        self.rx.release_all(&mut self.inner);
+        self.tx.release_all(&mut self.inner);
+        self.rx.shaper.clear();
+        self.rx.shaper_bytes = 0;
+        self.tx.shaper.clear();
+        self.tx.shaper_bytes = 0;
+    }
+
     /// Send the transmit frames due at `now` to the inner link.
     fn flush_tx(&mut self, now: Instant) {
         if !self.tx.enabled {
@@ -385,7 +396,10 @@ impl<L: Link> Link for FaultInjector<L> {
     fn recv_batch(&mut self, now: Instant, out: &mut Vec<L::Frame>, max: usize) -> usize {
         self.flush_tx(now);
         if !self.rx.enabled {
-            return self.inner.recv_batch(now, out, max);
+            let n = self.inner.recv_batch(now, out, max);
+            self.rx.stats.frames_in += n as u64;
+            self.rx.stats.frames_out += n as u64;
+            return n;
         }
         let mut batch = std::mem::take(&mut self.scratch);
         self.inner.recv_batch(now, &mut batch, max);
@@ -405,6 +419,8 @@ impl<L: Link> Link for FaultInjector<L> {
 
     fn send_batch(&mut self, now: Instant, frames: &mut Vec<L::Frame>) {
         if !self.tx.enabled {
+            self.tx.stats.frames_in += frames.len() as u64;
+            self.tx.stats.frames_out += frames.len() as u64;
             self.inner.send_batch(now, frames);
             return;
         }
@@ -440,7 +456,6 @@ impl<L: Link> Link for FaultInjector<L> {
 
 impl<L: Link> Drop for FaultInjector<L> {
     fn drop(&mut self) {
-        self.rx.release_all(&mut self.inner);
-        self.tx.release_all(&mut self.inner);
+        self.release_held();
     }
 }

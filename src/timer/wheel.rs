@@ -12,9 +12,12 @@
 //! level-0 slot's timers are due.
 //!
 //! Timers live in a slab of entries with generation counters; slots hold
-//! `(index, generation)` keys. Cancelling is O(1) and lazy: it frees the
-//! entry and bumps its generation, leaving a stale key in its slot that is
-//! skipped when the slot is reached. Stale keys are swept once they
+//! `(deadline, index, generation)` keys. Carrying the deadline in the key
+//! lets a slot cascade to lower levels without touching the slab (which is
+//! cold in memory when a million timers are pending); the slab is read once,
+//! when a key is due. Cancelling is O(1) and lazy: it frees the entry and
+//! bumps its generation, leaving a stale key that is skipped when it comes
+//! due. Stale keys are swept once they
 //! outnumber live timers, which keeps memory within a constant factor of the
 //! live set at amortised O(1) cost per cancel.
 //!
@@ -73,6 +76,23 @@ struct Entry<T> {
 
 const NIL: u32 = u32::MAX;
 
+/// A slot's reference to a timer: stale once the entry's generation moved.
+#[derive(Clone, Copy)]
+struct Key {
+    when: u64,
+    index: u32,
+    generation: u32,
+}
+
+impl Key {
+    fn handle(self) -> TimerHandle {
+        TimerHandle {
+            index: self.index,
+            generation: self.generation,
+        }
+    }
+}
+
 /// A hierarchical timing wheel holding values of type `T`.
 pub struct TimerWheel<T> {
     /// Microseconds per tick.
@@ -81,9 +101,9 @@ pub struct TimerWheel<T> {
     elapsed: u64,
     occupied: [u64; LEVELS],
     /// `LEVELS * SLOTS` lists of keys, level-major.
-    slots: Vec<Vec<TimerHandle>>,
+    slots: Vec<Vec<Key>>,
     /// Keys due at `elapsed`, not yet handed to the caller.
-    due: Vec<TimerHandle>,
+    due: Vec<Key>,
     entries: Vec<Entry<T>>,
     free_head: u32,
     live: usize,
@@ -138,7 +158,11 @@ impl<T> TimerWheel<T> {
         // Round up: firing at tick `when` is never before `deadline`.
         let when = deadline.total_micros().div_ceil(self.resolution);
         let handle = self.alloc(when, value);
-        self.schedule(handle, when);
+        self.schedule(Key {
+            when,
+            index: handle.index,
+            generation: handle.generation,
+        });
         handle
     }
 
@@ -204,7 +228,7 @@ impl<T> TimerWheel<T> {
         loop {
             while let Some(key) = self.due.pop() {
                 if self.key_is_live(key) {
-                    return Some((key, self.free(key.index)));
+                    return Some((key.handle(), self.free(key.index)));
                 }
                 self.stale = self.stale.saturating_sub(1);
             }
@@ -234,9 +258,11 @@ impl<T> TimerWheel<T> {
         Instant::from_micros(tick.saturating_mul(self.resolution))
     }
 
-    fn key_is_live(&self, key: TimerHandle) -> bool {
-        let e = &self.entries[key.index as usize];
-        e.generation == key.generation && matches!(e.state, State::Live { .. })
+    /// The key names a pending timer. Comparing the deadline as well keeps
+    /// a stale key whose generation has wrapped around from firing another
+    /// timer early.
+    fn key_is_live(&self, key: Key) -> bool {
+        key_is_live(&self.entries, key)
     }
 
     fn alloc(&mut self, when: u64, value: T) -> TimerHandle {
@@ -287,8 +313,9 @@ impl<T> TimerWheel<T> {
         }
     }
 
-    /// Put a key in the slot for tick `when`, relative to `elapsed`.
-    fn schedule(&mut self, key: TimerHandle, when: u64) {
+    /// Put a key in the slot for its tick, relative to `elapsed`.
+    fn schedule(&mut self, key: Key) {
+        let when = key.when;
         if when <= self.elapsed {
             self.due.push(key);
             return;
@@ -327,8 +354,8 @@ impl<T> TimerWheel<T> {
                     start = start.saturating_add(RANGE_MASK + 1);
                 } else {
                     // Unreachable while the invariants hold; processing at
-                    // once is still correct because every key is re-checked
-                    // against its own deadline.
+                    // once is still correct because every key is re-placed
+                    // by its own deadline.
                     start = self.elapsed;
                 }
             }
@@ -343,14 +370,10 @@ impl<T> TimerWheel<T> {
         self.elapsed = tick;
         self.occupied[level] &= !(1 << slot);
         let mut keys = std::mem::take(&mut self.slots[level * SLOTS + slot]);
+        // Stale keys move down too; they are dropped when due, which spares
+        // a slab read per key here.
         for key in keys.drain(..) {
-            let entry = &self.entries[key.index as usize];
-            match entry.state {
-                State::Live { when, .. } if entry.generation == key.generation => {
-                    self.schedule(key, when)
-                }
-                _ => self.stale = self.stale.saturating_sub(1),
-            }
+            self.schedule(key);
         }
         // Re-inserted keys always land in a lower level or in `due`, never
         // back here; keep the emptied list's allocation.
@@ -361,10 +384,7 @@ impl<T> TimerWheel<T> {
     /// Drop every stale key.
     fn sweep(&mut self) {
         let entries = &self.entries;
-        let live = |key: &TimerHandle| {
-            let e = &entries[key.index as usize];
-            e.generation == key.generation && matches!(e.state, State::Live { .. })
-        };
+        let live = |key: &Key| key_is_live(entries, *key);
         for level in 0..LEVELS {
             let mut bits = self.occupied[level];
             while bits != 0 {
@@ -380,6 +400,12 @@ impl<T> TimerWheel<T> {
         self.due.retain(live);
         self.stale = 0;
     }
+}
+
+fn key_is_live<T>(entries: &[Entry<T>], key: Key) -> bool {
+    let e = &entries[key.index as usize];
+    e.generation == key.generation
+        && matches!(e.state, State::Live { when, .. } if when == key.when)
 }
 
 /// The level for a deadline `when > elapsed` within the wheel's range: the
