@@ -102,6 +102,9 @@ pub struct TimerWheel<T> {
     occupied: [u64; LEVELS],
     /// `LEVELS * SLOTS` lists of keys, level-major.
     slots: Vec<Vec<Key>>,
+    /// A tick no later than the earliest occupied slot's start (`u64::MAX`
+    /// when none), so polling between expirations costs one comparison.
+    next_tick: u64,
     /// Keys due at `elapsed`, not yet handed to the caller.
     due: Vec<Key>,
     entries: Vec<Entry<T>>,
@@ -124,6 +127,7 @@ impl<T> TimerWheel<T> {
         TimerWheel {
             resolution,
             elapsed: now.total_micros() / resolution,
+            next_tick: u64::MAX,
             occupied: [0; LEVELS],
             slots: (0..LEVELS * SLOTS).map(|_| Vec::new()).collect(),
             due: Vec::new(),
@@ -225,6 +229,10 @@ impl<T> TimerWheel<T> {
     /// been returned. Timers come out in tick order.
     pub fn poll(&mut self, now: Instant) -> Option<(TimerHandle, T)> {
         let now_tick = now.total_micros() / self.resolution;
+        if now_tick < self.next_tick && self.due.is_empty() {
+            self.elapsed = self.elapsed.max(now_tick);
+            return None;
+        }
         loop {
             while let Some(key) = self.due.pop() {
                 if self.key_is_live(key) {
@@ -236,7 +244,8 @@ impl<T> TimerWheel<T> {
                 Some((level, slot, tick)) if tick <= now_tick => {
                     self.process_slot(level, slot, tick)
                 }
-                _ => {
+                next => {
+                    self.next_tick = next.map_or(u64::MAX, |(_, _, tick)| tick);
                     self.elapsed = self.elapsed.max(now_tick);
                     return None;
                 }
@@ -326,7 +335,10 @@ impl<T> TimerWheel<T> {
         // current one.
         let place = when.min(self.elapsed.saturating_add(RANGE_MASK));
         let level = level_for(self.elapsed, place).min(LEVELS - 1);
-        let slot = ((place >> (level as u32 * SLOT_BITS)) & SLOT_MASK) as usize;
+        let shift = level as u32 * SLOT_BITS;
+        let slot = ((place >> shift) & SLOT_MASK) as usize;
+        // The slot's start, wrapped top-level slots included.
+        self.next_tick = self.next_tick.min(place >> shift << shift);
         self.occupied[level] |= 1 << slot;
         self.slots[level * SLOTS + slot].push(key);
     }
