@@ -401,8 +401,13 @@ impl<L: Link> Link for FaultInjector<L> {
             self.rx.stats.frames_out += n as u64;
             return n;
         }
+        // Only pull what this call can hand out, so frames left behind by
+        // duplicates wait in the inner link rather than pile up here.
         let mut batch = std::mem::take(&mut self.scratch);
-        self.inner.recv_batch(now, &mut batch, max);
+        let want = max.saturating_sub(self.rx.ready.len());
+        if want > 0 {
+            self.inner.recv_batch(now, &mut batch, want);
+        }
         for frame in batch.drain(..) {
             self.rx.admit(&mut self.inner, now, frame);
         }

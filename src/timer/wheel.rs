@@ -226,7 +226,8 @@ impl<T> TimerWheel<T> {
     }
 
     /// Next timer due at `now`, or `None` once every timer due at `now` has
-    /// been returned. Timers come out in tick order.
+    /// been returned. Timers come out in tick order. `now` must not go
+    /// backwards; an earlier `now` is treated as the wheel's current time.
     pub fn poll(&mut self, now: Instant) -> Option<(TimerHandle, T)> {
         let now_tick = now.total_micros() / self.resolution;
         if now_tick < self.next_tick && self.due.is_empty() {
@@ -487,6 +488,20 @@ mod tests {
         assert!(!w.is_pending(a));
         assert_eq!(fire_all(&mut w, ms(10)), vec![2]);
         assert_eq!(w.cancel(b), None);
+    }
+
+    #[test]
+    fn reschedule_keeps_the_value_and_moves_the_deadline() {
+        let mut w = TimerWheel::new(ms(0));
+        let a = w.insert(ms(500), 4);
+        assert_eq!(w.deadline(a), Some(ms(500)));
+        let b = w.reschedule(a, Instant::from_micros(20_300)).unwrap();
+        assert_eq!(w.deadline(a), None);
+        assert_eq!(w.deadline(b), Some(ms(21)));
+        assert_eq!(w.reschedule(a, ms(1)), None);
+        assert_eq!(fire_all(&mut w, ms(20)), Vec::<u32>::new());
+        assert_eq!(fire_all(&mut w, ms(21)), vec![4]);
+        assert_eq!(fire_all(&mut w, ms(600)), Vec::<u32>::new());
     }
 
     #[test]
