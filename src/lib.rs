@@ -12,6 +12,7 @@
 
 pub mod api;
 pub mod icmp;
+pub mod loadgen;
 pub mod neighbor;
 pub mod phy;
 pub mod ports;
