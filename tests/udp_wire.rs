@@ -10,7 +10,8 @@ use xdpstack::neighbor::{Action, ArpPacket, NeighborCache, NeighborConfig, Resol
 use xdpstack::time::Instant;
 use xdpstack::udp::{Checksum, DropReason, RxDatagram, RxDecision, UdpConfig, UdpTable};
 use xdpstack::wire::{
-    ethernet, frame, icmpv4, ipv4, EthernetAddress, EthernetRepr, Icmpv4Repr, Ipv4Repr, UdpRepr,
+    self, ethernet, frame, icmpv4, ipv4, EthernetAddress, EthernetRepr, Icmpv4Repr, Ipv4Repr,
+    UdpRepr,
 };
 
 const US: Ipv4Addr = Ipv4Addr::new(10, 7, 0, 1);
@@ -307,4 +308,58 @@ fn echo_request_frame_answered_in_dedicated_mode() {
         Err(icmp::EchoIgnore::BadChecksum)
     );
     assert!(EchoRequest::from_wire(dst, &ip, &l4[..3]).is_none());
+}
+
+mod untrusted {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Arbitrary bytes after an IPv4 header never panic the adapters or
+        /// the core, and a delivered payload always lies inside them.
+        #[test]
+        fn arbitrary_l4_bytes_never_panic(
+            mut bytes in proptest::collection::vec(any::<u8>(), 0..64),
+            bcast in any::<bool>(),
+            frag in any::<bool>(),
+            aim in any::<bool>(),
+            short_by in 0usize..3,
+        ) {
+            // Half the cases aim at a bound port with no checksum and a
+            // length field near the real length, so deliveries happen.
+            if aim && bytes.len() >= 8 {
+                bytes[2..4].copy_from_slice(&53u16.to_be_bytes());
+                let l = (bytes.len() - short_by) as u16;
+                bytes[4..6].copy_from_slice(&l.to_be_bytes());
+                bytes[6..8].copy_from_slice(&[0, 0]);
+            }
+            let mut t = table();
+            for port in [7u16, 53, 0x0101] {
+                t.bind(SocketAddrV4::new(US, port)).unwrap();
+            }
+            let mut ip = Ipv4Repr::new(PEER.into(), US.into(), wire::ip_protocol::UDP, bytes.len());
+            if frag {
+                ip.frag_offset = 8;
+            }
+            let dst = if bcast { EthernetAddress::BROADCAST } else { EthernetAddress(US_MAC) };
+            let d = RxDatagram::from_wire(dst, &ip, &bytes);
+            let decision = t.receive(&d);
+            if aim && bytes.len() >= 8 && !bcast {
+                prop_assert!(matches!(decision, RxDecision::Deliver { .. }), "{:?}", decision);
+            }
+            if let RxDecision::Deliver { payload_len, .. } = decision {
+                prop_assert!(8 + payload_len <= bytes.len());
+                // The length field agrees.
+                prop_assert_eq!(
+                    u16::from_be_bytes([bytes[4], bytes[5]]) as usize,
+                    payload_len + 8
+                );
+            }
+            if let Some(e) = EchoRequest::from_wire(dst, &ip, &bytes) {
+                let _ = icmp::echo_decision(AddressMode::Dedicated, US, &e);
+            }
+            let ctx = ErrorContext::from_wire(dst, &ip, bytes.first().copied());
+            prop_assert_eq!(ctx.non_initial_fragment, frag);
+        }
+    }
 }
