@@ -11,6 +11,7 @@
 #![deny(unsafe_code)]
 
 pub mod api;
+pub mod baseline;
 pub mod phy;
 pub mod ports;
 pub mod shard;
