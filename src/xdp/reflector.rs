@@ -55,6 +55,14 @@ pub struct ReflectorStats {
     pub xsk: XskStats,
 }
 
+/// A run's counters, in total and per queue.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ReflectorReport {
+    pub total: ReflectorStats,
+    /// (queue id, that queue's counters), in configuration order.
+    pub per_queue: Vec<(u32, ReflectorStats)>,
+}
+
 /// Why the reflector could not start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReflectorError {
@@ -176,7 +184,7 @@ pub fn run_with(
     cfg: &ReflectorConfig,
     stop: &AtomicBool,
     ready: impl FnOnce(AttachedMode),
-) -> Result<ReflectorStats, ReflectorError> {
+) -> Result<ReflectorReport, ReflectorError> {
     let steering = Steering::attach(&cfg.iface, cfg.attach).map_err(ReflectorError::Load)?;
     let maps = steering.maps().clone();
     let mut links = Vec::new();
@@ -210,18 +218,19 @@ pub fn run_with(
     let _ = maps.remove_port(Proto::Udp, cfg.port);
     drop(links);
     steering.detach().map_err(ReflectorError::Load)?;
-    let mut total = ReflectorStats::default();
-    for r in results {
+    let mut report = ReflectorReport::default();
+    for (r, &(queue, _)) in results.into_iter().zip(&cfg.queues) {
         let r = r.ok_or(ReflectorError::Worker)?;
-        total.reflected += r.reflected;
-        total.ignored += r.ignored;
-        add(&mut total.xsk, &r.xsk);
+        report.total.reflected += r.reflected;
+        report.total.ignored += r.ignored;
+        add(&mut report.total.xsk, &r.xsk);
+        report.per_queue.push((queue, r));
     }
-    Ok(total)
+    Ok(report)
 }
 
 /// [`run_with`] without a readiness callback.
-pub fn run(cfg: &ReflectorConfig, stop: &AtomicBool) -> Result<ReflectorStats, ReflectorError> {
+pub fn run(cfg: &ReflectorConfig, stop: &AtomicBool) -> Result<ReflectorReport, ReflectorError> {
     run_with(cfg, stop, |_| {})
 }
 
