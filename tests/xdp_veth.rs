@@ -552,3 +552,43 @@ fn stale_attachment_after_kill_9() {
     assert_eq!((q.native, q.generic), (0, s.prog_id()));
     assert_ne!(s.prog_id(), id);
 }
+
+/// Dedicated-address mode on real traffic: the peer's ARP request for the
+/// stack's own address lands in the XSK (nobody answers it here), while the
+/// interface's kernel address keeps answering ping.
+#[test]
+fn dedicated_address_arp_reaches_xsk() {
+    let t = Topo::new();
+    let steering = Steering::attach(t.host_if(), AttachMode::Generic).expect("attach");
+    let maps = steering.maps().clone();
+    let mut link = XdpLink::open(&XskConfig::new(t.host_if(), 0), Some(&maps)).expect("xsk");
+    let ours: std::net::Ipv4Addr = {
+        let mut o = ip(t.host_ip());
+        o[3] = 3;
+        o.into()
+    };
+    maps.set_config(xdpstack::xdp::XsConfig::dedicated(ours))
+        .unwrap();
+    // The datagram itself cannot leave the peer (no ARP answer); its ARP
+    // request is what we are after.
+    let _ = t.py(PY_SEND, &[&ours.to_string(), "9", "x"]);
+    assert!(ok(&t.py(PY_PING, &[t.host_ip()])).contains("PONG"));
+    let mut frames = Vec::new();
+    let mut seen = false;
+    let end = Instant::now() + Duration::from_secs(3);
+    while !seen && Instant::now() < end {
+        link.receive(&mut frames, 64);
+        for f in frames.drain(..) {
+            let d = f.data();
+            if d.len() >= 42 && d[12..14] == [8, 6] && d[38..42] == ours.octets() {
+                seen = true;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(
+        seen,
+        "ARP request for the dedicated address reached the XSK"
+    );
+    assert!(maps.counters().unwrap().steered >= 1);
+}

@@ -87,6 +87,8 @@ pub enum LoadError {
     Attach(AttachedMode, i32),
     /// Querying the interface's XDP state failed.
     Query(i32),
+    /// A test run of the program failed.
+    Run(i32),
 }
 
 impl fmt::Display for LoadError {
@@ -104,6 +106,7 @@ impl fmt::Display for LoadError {
             LoadError::Query(e) => {
                 write!(f, "querying the interface's XDP state failed (errno {e})")
             }
+            LoadError::Run(e) => write!(f, "test run of the steering program failed (errno {e})"),
         }
     }
 }
@@ -433,6 +436,72 @@ impl Steering {
 impl Drop for Steering {
     fn drop(&mut self) {
         let _ = self.detach();
+    }
+}
+
+/// What the program decided for one frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// `XDP_PASS`: left to the kernel.
+    Pass,
+    /// `XDP_REDIRECT`: steered into the AF_XDP socket.
+    Redirect,
+    /// Any other action (the program never returns one).
+    Other(u32),
+}
+
+/// The steering program loaded but not attached: its maps can be filled and
+/// it can be run on crafted frames with `BPF_PROG_TEST_RUN` (tests of the
+/// parser and of the maps' contract, without traffic).
+pub struct Program {
+    prog: OwnedFd,
+    maps: Arc<SteerMaps>,
+}
+
+impl fmt::Debug for Program {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Program")
+            .field("prog_fd", &self.prog.as_raw_fd())
+            .finish()
+    }
+}
+
+impl Program {
+    pub fn load() -> Result<Program, LoadError> {
+        let l = load()?;
+        Ok(Program {
+            prog: l.prog,
+            maps: Arc::new(l.maps),
+        })
+    }
+
+    pub fn maps(&self) -> &Arc<SteerMaps> {
+        &self.maps
+    }
+
+    /// Run the program once on `frame`, as received on RX queue 0.
+    pub fn test_run(&self, frame: &[u8]) -> Result<Verdict, LoadError> {
+        let mut out = vec![0u8; frame.len() + 256];
+        let mut opts = libbpf_sys::bpf_test_run_opts {
+            sz: std::mem::size_of::<libbpf_sys::bpf_test_run_opts>() as _,
+            data_in: frame.as_ptr() as *const libc::c_void,
+            data_size_in: frame.len() as u32,
+            data_out: out.as_mut_ptr() as *mut libc::c_void,
+            data_size_out: out.len() as u32,
+            repeat: 1,
+            ..Default::default()
+        };
+        // Safety: `data_in` and `data_out` point at live buffers of the
+        // sizes given, and `opts` outlives the call.
+        let r = unsafe { libbpf_sys::bpf_prog_test_run_opts(self.prog.as_raw_fd(), &mut opts) };
+        if r < 0 {
+            return Err(LoadError::Run(-r));
+        }
+        Ok(match opts.retval {
+            x if x == libbpf_sys::XDP_PASS => Verdict::Pass,
+            x if x == libbpf_sys::XDP_REDIRECT => Verdict::Redirect,
+            x => Verdict::Other(x),
+        })
     }
 }
 
