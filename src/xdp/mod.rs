@@ -7,6 +7,7 @@
 //! - [`umem`]: the UMEM and the owned [`Frame`] token.
 //! - [`socket`]: [`XdpLink`], one AF_XDP socket as a batched [`crate::phy::Link`].
 //! - [`reflector`]: swap-and-send-back UDP reflector, no stack.
+//! - [`signals`]: detach on SIGINT/SIGTERM (a `sigwait` thread) and on panic.
 //! - [`mmsg`]: batched kernel-socket UDP I/O (`recvmmsg`/`sendmmsg`) for the
 //!   kernel baseline; here because it needs `unsafe` FFI.
 
@@ -14,6 +15,7 @@ pub mod loader;
 pub mod maps;
 pub mod mmsg;
 pub mod reflector;
+pub mod signals;
 pub mod skel;
 pub mod socket;
 pub mod umem;
