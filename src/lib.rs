@@ -11,6 +11,7 @@
 #![deny(unsafe_code)]
 
 pub mod api;
+pub mod baseline;
 pub mod loadgen;
 pub mod phy;
 pub mod ports;
