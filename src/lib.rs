@@ -11,6 +11,7 @@
 #![deny(unsafe_code)]
 
 pub mod api;
+pub mod baseline;
 pub mod icmp;
 pub mod loadgen;
 pub mod neighbor;
