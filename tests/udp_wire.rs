@@ -329,7 +329,7 @@ mod untrusted {
             // length field near the real length, so deliveries happen.
             if aim && bytes.len() >= 8 {
                 bytes[2..4].copy_from_slice(&53u16.to_be_bytes());
-                let l = (bytes.len() - short_by) as u16;
+                let l = (bytes.len() - short_by).max(8) as u16;
                 bytes[4..6].copy_from_slice(&l.to_be_bytes());
                 bytes[6..8].copy_from_slice(&[0, 0]);
             }
