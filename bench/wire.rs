@@ -66,6 +66,16 @@ fn tcp_bench(c: &mut Criterion) {
                 black_box(TcpRepr::parse(&p, SRC, DST).unwrap());
             })
         });
+        let p = tcp::Packet::new_checked(&buf[..]).unwrap();
+        g.bench_function(format!("parse_unverified/{name}"), |b| {
+            b.iter(|| black_box(TcpRepr::parse_unverified(black_box(&p)).unwrap()))
+        });
+        g.bench_function(format!("options_parse/{name}"), |b| {
+            b.iter(|| black_box(TcpOptions::parse(black_box(p.options())).unwrap()))
+        });
+        g.bench_function(format!("checksum/{name}"), |b| {
+            b.iter(|| black_box(xdpstack::wire::checksum::sum(black_box(&buf[..]))))
+        });
         let mut out = vec![0u8; repr.buffer_len()];
         g.bench_function(format!("emit/{name}"), |b| {
             b.iter(|| {

@@ -145,12 +145,24 @@ fn sum_ne_u64(data: &[u8]) -> u64 {
     for w in &mut words {
         total.add(u64::from_ne_bytes(w.try_into().unwrap_or([0; 8])));
     }
-    let tail = words.remainder();
-    if !tail.is_empty() {
-        let mut buf = [0u8; 8];
-        buf[..tail.len()].copy_from_slice(tail);
-        total.add(u64::from_ne_bytes(buf));
+    // Fewer than 8 bytes left, starting at an even offset: add them as a
+    // u32, a u16 and a zero-padded last byte. Folding works modulo 0xffff,
+    // where 2^16 = 1, so a word's position inside a wider load does not
+    // matter, only its 16-bit alignment.
+    let mut tail = words.remainder();
+    let mut t = 0u64;
+    if let Some((w, rest)) = tail.split_first_chunk::<4>() {
+        t += u32::from_ne_bytes(*w) as u64;
+        tail = rest;
     }
+    if let Some((w, rest)) = tail.split_first_chunk::<2>() {
+        t += u16::from_ne_bytes(*w) as u64;
+        tail = rest;
+    }
+    if let [last] = tail {
+        t += u16::from_ne_bytes([*last, 0]) as u64;
+    }
+    total.add(t);
     total.finish()
 }
 
