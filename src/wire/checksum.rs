@@ -18,8 +18,8 @@ use super::{Ipv4Address, WireError};
 /// Folds a wide one's-complement accumulator to 16 bits.
 #[inline]
 pub const fn fold(mut acc: u64) -> u16 {
-    // Each step keeps the one's-complement value; three rounds take any
-    // u64 down to 16 bits.
+    // Each step keeps the value modulo 0xffff (end-around carry); four
+    // rounds take any u64 down to 16 bits.
     acc = (acc & 0xffff_ffff) + (acc >> 32);
     acc = (acc & 0xffff) + (acc >> 16);
     acc = (acc & 0xffff) + (acc >> 16);
@@ -121,8 +121,8 @@ fn fold_ne(acc: u64) -> u16 {
 }
 
 /// One's-complement sum of `data` as native-endian u64 words, not folded.
-/// A tail shorter than 8 bytes is zero-padded at its end, which keeps word
-/// alignment relative to the start of `data`.
+/// Word alignment is relative to the start of `data`, so any start address
+/// (odd ones included) gives the RFC 1071 result after the byte swap.
 #[inline]
 fn sum_ne_u64(data: &[u8]) -> u64 {
     let mut acc = [0u64; 4];
@@ -405,9 +405,9 @@ pub struct ChecksumJob<'a> {
 
 /// Fills the checksums of every frame in `jobs` in one pass (the CPU
 /// dispatch is resolved once for the batch). The IPv4 header checksum (if
-/// `offsets.ipv4`) and the L4 checksum are computed with their fields
-/// zeroed first. Jobs whose offsets do not fit their frame are left
-/// untouched; returns how many were.
+/// `offsets.ipv4`; skipped when its IHL does not fit the frame) and the L4
+/// checksum are computed with their fields zeroed first. Jobs whose offsets
+/// do not fit their frame are left untouched; returns how many were.
 pub fn finalize_batch(jobs: &mut [ChecksumJob<'_>]) -> usize {
     let imp = impl_for_cpu();
     let mut rejected = 0;
