@@ -84,12 +84,12 @@ mod field {
     use core::ops::Range;
     pub const VER_IHL: usize = 0;
     pub const DSCP_ECN: usize = 1;
-    pub const LENGTH: usize = 2;
-    pub const IDENT: usize = 4;
-    pub const FLG_OFF: usize = 6;
+    pub const LENGTH: Range<usize> = 2..4;
+    pub const IDENT: Range<usize> = 4..6;
+    pub const FLG_OFF: Range<usize> = 6..8;
     pub const TTL: usize = 8;
     pub const PROTOCOL: usize = 9;
-    pub const CHECKSUM: usize = 10;
+    pub const CHECKSUM: Range<usize> = 10..12;
     pub const SRC: Range<usize> = 12..16;
     pub const DST: Range<usize> = 16..20;
 }
