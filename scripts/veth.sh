@@ -3,7 +3,7 @@
 # namespace (where xdpstack attaches), the other lives in a new namespace and
 # is served by the Linux kernel (the peer).
 #
-#   scripts/veth.sh create NAME [--queues N] [--net A.B.C] [--mtu M]
+#   scripts/veth.sh create NAME [--queues N] [--xps] [--net A.B.C] [--mtu M]
 #   scripts/veth.sh destroy NAME
 #
 # NAME: at most 12 characters, unique per user (put the caller's pid in it).
@@ -11,12 +11,15 @@
 # addresses A.B.C.1/24 (here) and A.B.C.2/24 (peer); A.B.C defaults to a /24
 # inside 10.200.0.0/16 derived from NAME. The peer's TX checksum offload is
 # turned off: otherwise its frames reach AF_XDP with partial checksums.
-# `create` prints the topology as shell assignments (HOST_IF=..., ...).
+# --xps pins the peer's TX queue i to CPU i (mod CPUs): in native XDP mode
+# the host's RX queue is the peer's TX queue, so a sender pinned to CPU i
+# lands on queue i. `create` prints the topology as shell assignments
+# (HOST_IF=..., ...).
 # `destroy` is idempotent: it removes whatever of the topology exists.
 set -euo pipefail
 
 usage() {
-	sed -n '2,16p' "$0" >&2
+	sed -n '2,19p' "$0" >&2
 	exit 2
 }
 
@@ -47,6 +50,7 @@ esac
 
 queues=1
 mtu=1500
+xps=0
 # A stable /24 per name, so parallel topologies do not share a subnet.
 sum=$(printf '%s' "$name" | cksum | cut -d' ' -f1)
 net="10.200.$((sum % 250 + 1))"
@@ -55,6 +59,7 @@ while [[ $# -gt 0 ]]; do
 	--queues) queues=$2; shift 2 ;;
 	--net) net=$2; shift 2 ;;
 	--mtu) mtu=$2; shift 2 ;;
+	--xps) xps=1; shift ;;
 	*) usage ;;
 	esac
 done
@@ -76,6 +81,13 @@ ip netns exec "$name" ethtool -K "$peer_if" tx off >/dev/null
 ip link set "$host_if" up
 ip netns exec "$name" ip link set lo up
 ip netns exec "$name" ip link set "$peer_if" up
+if [[ $xps == 1 ]]; then
+	cpus=$(nproc)
+	for ((q = 0; q < queues; q++)); do
+		printf '%x' $((1 << (q % cpus))) |
+			ip netns exec "$name" tee "/sys/class/net/$peer_if/queues/tx-$q/xps_cpus" >/dev/null
+	done
+fi
 trap - ERR
 
 echo "NS=$name"

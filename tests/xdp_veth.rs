@@ -446,18 +446,8 @@ print(ok)
 /// CPUs land on two queues and both are served.
 #[test]
 fn reflector_serves_two_queues_native() {
-    let t = Topo::new_with(&["--queues", "2"]);
-    let peer = t.get("PEER_IF").to_string();
-    for (q, mask) in [(0, "1"), (1, "2")] {
-        let o = Command::new("ip")
-            .args(["netns", "exec", &t.name, "sh", "-c"])
-            .arg(format!(
-                "echo {mask} > /sys/class/net/{peer}/queues/tx-{q}/xps_cpus"
-            ))
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    }
+    // --xps pins the peer's TX queue i to CPU i.
+    let t = Topo::new_with(&["--queues", "2", "--xps"]);
     let port = 7300u16;
     let cfg = ReflectorConfig {
         attach: AttachMode::Native,
