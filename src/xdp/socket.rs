@@ -145,8 +145,10 @@ impl XdpLink {
             .libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD)
             .bind_flags(bind)
             .build();
-        // Safety: the UMEM is fresh and used by this one socket only, so no
-        // other socket shares its fill and completion rings.
+        // Safety: the UMEM is fresh and used by this one socket only (no
+        // other socket shares its fill and completion rings), and
+        // INHIBIT_PROG_LOAD is set, so libxdp never loads or unloads a
+        // program of its own (xsk-rs's condition against a double free).
         let (tx, rx, fq_cq) = unsafe { Socket::new(scfg, pool.umem(), &iface, cfg.queue) }
             .map_err(|e| XskError::Socket(errno_in(&e)))?;
         let (fill, comp) = fq_cq.ok_or(XskError::Socket(libc::EINVAL))?;
