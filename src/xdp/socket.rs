@@ -30,6 +30,17 @@ pub enum PollMode {
     Wakeup,
 }
 
+impl std::str::FromStr for PollMode {
+    type Err = &'static str;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "busy" => Ok(PollMode::Busy),
+            "wakeup" | "poll" => Ok(PollMode::Wakeup),
+            _ => Err("poll mode is one of: busy, wakeup"),
+        }
+    }
+}
+
 /// Configuration of one socket.
 #[derive(Debug, Clone)]
 pub struct XskConfig {
