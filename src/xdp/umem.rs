@@ -26,6 +26,9 @@ pub const XDP_PACKET_HEADROOM: u32 = 256;
 
 /// UMEM geometry. Frame size is a power of two between 2048 and the page
 /// size (the kernel's aligned-chunk mode); ring sizes are powers of two.
+/// A frame holds `frame_size - 256 - frame_headroom` bytes of packet: 1792
+/// with the default 2048, enough for a 1500-byte MTU; use 4096 for MTUs up
+/// to 3826. Longer packets are dropped by the kernel (no multi-buffer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UmemConfig {
     /// Number of frames in the UMEM.
