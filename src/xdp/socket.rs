@@ -381,7 +381,8 @@ impl XdpLink {
         queued
     }
 
-    /// Append up to `max` received frames to `out`.
+    /// Append up to `max` (at most 256) received frames to `out`; also
+    /// recycles completed TX frames and refills the fill ring.
     pub fn receive(&mut self, out: &mut Vec<Frame>, max: usize) -> usize {
         self.flush();
         self.pool.reclaim_orphans();
