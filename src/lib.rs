@@ -12,6 +12,9 @@
 
 pub mod api;
 pub mod baseline;
+pub mod icmp;
+pub mod loadgen;
+pub mod neighbor;
 pub mod phy;
 pub mod ports;
 pub mod shard;
