@@ -258,10 +258,18 @@ fn check_steering(mode: AttachMode) {
     let st = link.stats();
     assert!(st.rx_frames >= 2, "{st:?}");
 
-    // Giving the port back hands it to the kernel again.
-    maps.remove_port(Proto::Udp, ours).unwrap();
+    // A closed socket leaves xsks_map (the kernel removes it): owned
+    // traffic falls back to the kernel, counted as no_xsk.
+    drop(link);
     let back = UdpSocket::bind((t.host_ip(), ours)).unwrap();
     back.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    ok(&t.py(PY_SEND, &[t.host_ip(), &ours.to_string(), "orphaned"]));
+    let (n, _) = back.recv_from(&mut buf).expect("no socket: kernel gets it");
+    assert_eq!(&buf[..n], b"orphaned");
+    assert!(maps.counters().unwrap().no_xsk >= 1);
+
+    // Giving the port back hands it to the kernel for good.
+    maps.remove_port(Proto::Udp, ours).unwrap();
     ok(&t.py(PY_SEND, &[t.host_ip(), &ours.to_string(), "returned"]));
     let (n, _) = back
         .recv_from(&mut buf)
