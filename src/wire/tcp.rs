@@ -290,6 +290,19 @@ impl TcpOptions {
     /// or 1, an option running past the header, or a known kind with the
     /// wrong length is `BadOption`. A repeated option overrides the earlier.
     pub fn parse(mut b: &[u8]) -> Result<TcpOptions, WireError> {
+        // Fast path: established-state segments usually carry exactly
+        // NOP NOP TS, the layout RFC 7323 Appendix A recommends.
+        if let [1, 1, 8, 10, ts @ ..] = b {
+            if ts.len() == 8 {
+                return Ok(TcpOptions {
+                    timestamps: Some(Timestamps {
+                        tsval: get_u32(ts, 0..4),
+                        tsecr: get_u32(ts, 4..8),
+                    }),
+                    ..TcpOptions::default()
+                });
+            }
+        }
         let mut o = TcpOptions::default();
         while let [kind, rest @ ..] = b {
             match *kind {
