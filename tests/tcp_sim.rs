@@ -1,0 +1,566 @@
+//! Deterministic simulation: two TCP engines joined by a seeded lossy,
+//! reordering, duplicating queue with a virtual clock that jumps to the next
+//! deadline. Every run checks byte-exact delivery in both directions and
+//! that both ends finish in CLOSED (normally) or TIME-WAIT.
+//!
+//! A failing seed is printed with the command that replays it:
+//! `TCP_SIM_SEED=<seed> cargo test --profile ci --test tcp_sim replay`.
+//! `TCP_SIM_SEEDS=<n>` changes how many seeds `many_seeds` runs.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use xdpstack::tcp::{
+    CloseReason, Config, Connection, FourTuple, IsnKey, Listener, RecvError, State,
+};
+use xdpstack::time::{Duration, Instant};
+use xdpstack::wire::tcp::TcpRepr;
+
+/// splitmix64: small, seedable, good enough for fault injection.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        if n == 0 {
+            0
+        } else {
+            self.next() % n
+        }
+    }
+    fn chance(&mut self, p: f64) -> bool {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64 <= p && p > 0.0
+    }
+    fn flag(&mut self) -> bool {
+        self.next() & 1 == 1
+    }
+}
+
+/// A segment in flight, payload copied.
+struct Packet {
+    at: Instant,
+    id: u64,
+    to_b: bool,
+    repr: TcpRepr<'static>,
+    payload: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CloseOrder {
+    ClientFirst,
+    ServerFirst,
+    Simultaneous,
+}
+
+#[derive(Debug, Clone)]
+struct Scenario {
+    seed: u64,
+    loss: f64,
+    dup: f64,
+    reorder: f64,
+    delay_ms: u64,
+    jitter_ms: u64,
+    a_cfg: Config,
+    b_cfg: Config,
+    a_len: usize,
+    b_len: usize,
+    close: CloseOrder,
+    simultaneous_open: bool,
+    /// Readers that only read every so often, to close the window.
+    slow_reader: bool,
+}
+
+fn scenario(seed: u64) -> Scenario {
+    let mut r = Rng(seed ^ 0x7c9_5eed);
+    let mut cfg = || {
+        let tiny = r.chance(0.2);
+        let huge = !tiny && r.chance(0.2);
+        let buf = if tiny {
+            256 + r.below(4096) as usize
+        } else if huge {
+            256 * 1024 + r.below(1 << 20) as usize
+        } else {
+            4096 + r.below(64 * 1024) as usize
+        };
+        Config {
+            mss: 64 + r.below(1400) as u16,
+            send_buffer: if tiny {
+                buf
+            } else {
+                8192 + r.below(128 * 1024) as usize
+            },
+            recv_buffer: buf,
+            window_scaling: r.chance(0.8),
+            sack: r.chance(0.8),
+            timestamps: r.chance(0.8),
+            nagle: r.flag(),
+            msl: Duration::from_millis(500 + r.below(2000)),
+            max_ooo_ranges: 1 + r.below(32) as usize,
+            ..Config::default()
+        }
+    };
+    let a_cfg = cfg();
+    let b_cfg = cfg();
+    let lossy = r.chance(0.8);
+    Scenario {
+        seed,
+        loss: if lossy {
+            r.below(101) as f64 / 1000.0
+        } else {
+            0.0
+        },
+        dup: if lossy {
+            r.below(51) as f64 / 1000.0
+        } else {
+            0.0
+        },
+        reorder: if lossy {
+            r.below(51) as f64 / 1000.0
+        } else {
+            0.0
+        },
+        delay_ms: 1 + r.below(40),
+        jitter_ms: r.below(5),
+        a_cfg,
+        b_cfg,
+        a_len: if r.chance(0.1) {
+            0
+        } else {
+            r.below(48 * 1024) as usize
+        },
+        b_len: if r.chance(0.1) {
+            0
+        } else {
+            r.below(48 * 1024) as usize
+        },
+        close: match r.below(3) {
+            0 => CloseOrder::ClientFirst,
+            1 => CloseOrder::ServerFirst,
+            _ => CloseOrder::Simultaneous,
+        },
+        simultaneous_open: r.chance(0.1),
+        slow_reader: r.chance(0.2),
+    }
+}
+
+/// One end: its connection (once it exists) and the application's progress.
+struct End {
+    conn: Option<Connection>,
+    out: Vec<u8>,
+    written: usize,
+    got: Vec<u8>,
+    eof: bool,
+    shut: bool,
+    next_read: Instant,
+}
+
+impl End {
+    fn new(len: usize, salt: u8) -> End {
+        End {
+            conn: None,
+            out: (0..len)
+                .map(|i| {
+                    (i as u8)
+                        .wrapping_mul(31)
+                        .wrapping_add(salt ^ (i >> 8) as u8)
+                })
+                .collect(),
+            written: 0,
+            got: Vec::new(),
+            eof: false,
+            shut: false,
+            next_read: Instant::ZERO,
+        }
+    }
+
+    fn done(&self) -> bool {
+        if !self.eof {
+            return false;
+        }
+        match &self.conn {
+            Some(c) => {
+                c.state() == State::TimeWait
+                    || (c.state() == State::Closed && c.close_reason() == Some(CloseReason::Normal))
+            }
+            None => false,
+        }
+    }
+}
+
+struct Sim {
+    sc: Scenario,
+    rng: Rng,
+    now: Instant,
+    net: Vec<Packet>,
+    next_id: u64,
+    a: End,
+    b: End,
+    listener: Option<Listener>,
+    tuple_a: FourTuple,
+    trace: bool,
+}
+
+impl Sim {
+    fn new(seed: u64, trace: bool) -> Sim {
+        let sc = scenario(seed);
+        let tuple_a = FourTuple {
+            local: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 40000),
+            remote: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 80),
+        };
+        let now = Instant::from_secs(1);
+        let key_a = IsnKey::from_parts(seed, 1);
+        let key_b = IsnKey::from_parts(seed, 2);
+        let mut a = End::new(sc.a_len, 0x11);
+        let mut b = End::new(sc.b_len, 0x77);
+        a.conn = Some(Connection::connect(sc.a_cfg.clone(), tuple_a, now, &key_a));
+        let listener = if sc.simultaneous_open {
+            b.conn = Some(Connection::connect(
+                sc.b_cfg.clone(),
+                tuple_a.reversed(),
+                now,
+                &key_b,
+            ));
+            None
+        } else {
+            Some(Listener::new(sc.b_cfg.clone(), tuple_a.remote, key_b, 8, 8))
+        };
+        Sim {
+            rng: Rng(seed),
+            sc,
+            now,
+            net: Vec::new(),
+            next_id: 0,
+            a,
+            b,
+            listener,
+            tuple_a,
+            trace,
+        }
+    }
+
+    fn push(&mut self, to_b: bool, r: &TcpRepr<'_>) {
+        if self.trace {
+            println!(
+                "{:>8}ms {} seq={} ack={} flags={:02x} win={} len={} opts={:?}",
+                self.now.total_millis(),
+                if to_b { "A->B" } else { "B->A" },
+                r.seq_number.0,
+                r.ack_number.0,
+                r.flags.0,
+                r.window,
+                r.payload.len(),
+                r.options
+            );
+        }
+        if self.rng.chance(self.sc.loss) {
+            return;
+        }
+        let copies = if self.rng.chance(self.sc.dup) { 2 } else { 1 };
+        for _ in 0..copies {
+            let mut delay = self.sc.delay_ms * 1000 + self.rng.below(self.sc.jitter_ms * 1000 + 1);
+            if self.rng.chance(self.sc.reorder) {
+                delay += self.rng.below(3 * self.sc.delay_ms * 1000 + 1000);
+            }
+            let repr = TcpRepr { payload: &[], ..*r };
+            self.net.push(Packet {
+                at: self.now + Duration::from_micros(delay),
+                id: self.next_id,
+                to_b,
+                repr,
+                payload: r.payload.to_vec(),
+            });
+            self.next_id += 1;
+        }
+    }
+
+    fn app(&mut self, a_side: bool) -> Result<(), String> {
+        let now = self.now;
+        let order = self.sc.close;
+        let slow = self.sc.slow_reader;
+        let (me, other_eof) = if a_side {
+            (&mut self.a, self.b.eof)
+        } else {
+            (&mut self.b, self.a.eof)
+        };
+        let _ = other_eof;
+        let Some(c) = me.conn.as_mut() else {
+            return Ok(());
+        };
+        if c.state() == State::Closed && c.close_reason() != Some(CloseReason::Normal) {
+            return Err(format!(
+                "{} closed with {:?}",
+                if a_side { "A" } else { "B" },
+                c.close_reason()
+            ));
+        }
+        if me.written < me.out.len() && c.can_send() {
+            let n = c
+                .send(&me.out[me.written..])
+                .map_err(|e| format!("send: {e}"))?;
+            me.written += n;
+        }
+        if !slow || now >= me.next_read {
+            let mut buf = [0u8; 4096];
+            loop {
+                match c.recv(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        me.got.extend_from_slice(&buf[..n]);
+                        if slow {
+                            me.next_read = now + Duration::from_millis(200);
+                            break;
+                        }
+                    }
+                    Err(RecvError::Finished) => {
+                        me.eof = true;
+                        break;
+                    }
+                    Err(e) => return Err(format!("recv: {e}")),
+                }
+            }
+        }
+        let all_written = me.written == me.out.len();
+        let may_close = match order {
+            CloseOrder::Simultaneous => true,
+            CloseOrder::ClientFirst => a_side || me.eof,
+            CloseOrder::ServerFirst => !a_side || me.eof,
+        };
+        let established = !matches!(c.state(), State::SynSent | State::SynReceived);
+        if all_written && may_close && !me.shut && established {
+            c.shutdown_write(now);
+            me.shut = true;
+        }
+        Ok(())
+    }
+
+    fn transmit(&mut self) {
+        let now = self.now;
+        let mut out: Vec<(bool, TcpRepr<'static>, Vec<u8>)> = Vec::new();
+        fn grab<'a>(
+            out: &'a mut Vec<(bool, TcpRepr<'static>, Vec<u8>)>,
+            to_b: bool,
+        ) -> impl FnMut(&TcpRepr<'_>) -> bool + 'a {
+            move |r: &TcpRepr<'_>| {
+                out.push((to_b, TcpRepr { payload: &[], ..*r }, r.payload.to_vec()));
+                true
+            }
+        }
+        if let Some(c) = self.a.conn.as_mut() {
+            c.poll_transmit(now, grab(&mut out, true));
+        }
+        if let Some(c) = self.b.conn.as_mut() {
+            c.poll_transmit(now, grab(&mut out, false));
+        }
+        if let Some(l) = self.listener.as_mut() {
+            l.poll_transmit(now, |_, r| {
+                out.push((false, TcpRepr { payload: &[], ..*r }, r.payload.to_vec()));
+                true
+            });
+            if self.b.conn.is_none() {
+                self.b.conn = l.accept();
+            }
+        }
+        for (to_b, repr, payload) in out {
+            self.push(
+                to_b,
+                &TcpRepr {
+                    payload: &payload,
+                    ..repr
+                },
+            );
+        }
+    }
+
+    /// Deliver every packet due now; returns how many.
+    fn deliver(&mut self) -> usize {
+        let now = self.now;
+        let mut due: Vec<Packet> = Vec::new();
+        let mut i = 0;
+        while i < self.net.len() {
+            if self.net[i].at <= now {
+                due.push(self.net.swap_remove(i));
+            } else {
+                i += 1;
+            }
+        }
+        due.sort_by_key(|p| (p.at, p.id));
+        let n = due.len();
+        for p in due {
+            let seg = TcpRepr {
+                payload: &p.payload,
+                ..p.repr
+            };
+            if p.to_b {
+                if let Some(c) = self.b.conn.as_mut() {
+                    let _ = c.on_segment(now, &seg);
+                } else if let Some(l) = self.listener.as_mut() {
+                    let _ = l.on_segment(now, self.tuple_a.local, &seg);
+                    self.b.conn = l.accept();
+                }
+            } else if let Some(c) = self.a.conn.as_mut() {
+                let _ = c.on_segment(now, &seg);
+            }
+        }
+        n
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let mut t: Option<Instant> = None;
+        let mut consider = |x: Option<Instant>| {
+            if let Some(x) = x {
+                t = Some(t.map_or(x, |t| t.min(x)));
+            }
+        };
+        consider(self.net.iter().map(|p| p.at).min());
+        consider(self.a.conn.as_ref().and_then(|c| c.poll_timeout()));
+        consider(self.b.conn.as_ref().and_then(|c| c.poll_timeout()));
+        consider(self.listener.as_ref().and_then(|l| l.poll_timeout()));
+        if self.sc.slow_reader {
+            for e in [&self.a, &self.b] {
+                if e.next_read > self.now {
+                    consider(Some(e.next_read));
+                }
+            }
+        }
+        t
+    }
+
+    fn run(&mut self) -> Result<(), String> {
+        let limit = Instant::from_secs(3600);
+        for _ in 0..2_000_000 {
+            self.app(true)?;
+            self.app(false)?;
+            self.transmit();
+            if self.deliver() > 0 {
+                continue;
+            }
+            if self.a.done() && self.b.done() {
+                return self.check();
+            }
+            match self.next_deadline() {
+                Some(t) if t > limit => return Err(self.stuck("virtual time limit")),
+                Some(t) => self.now = self.now.max(t),
+                None => return Err(self.stuck("no deadline left")),
+            }
+        }
+        Err(self.stuck("step limit"))
+    }
+
+    fn stuck(&self, why: &str) -> String {
+        let st = |e: &End| {
+            e.conn
+                .as_ref()
+                .map(|c| {
+                    format!(
+                        "{:?} reason={:?} tcb={:?} sendq={} recvq={}",
+                        c.state(),
+                        c.close_reason(),
+                        c.tcb(),
+                        c.send_queue(),
+                        c.recv_queue()
+                    )
+                })
+                .unwrap_or_else(|| "none".into())
+        };
+        format!(
+            "seed {}: {why} at {} ms: A {} wrote {}/{} got {}/{} eof={}; B {} wrote {}/{} got {}/{} eof={}",
+            self.sc.seed,
+            self.now.total_millis(),
+            st(&self.a),
+            self.a.written,
+            self.a.out.len(),
+            self.a.got.len(),
+            self.b.out.len(),
+            self.a.eof,
+            st(&self.b),
+            self.b.written,
+            self.b.out.len(),
+            self.b.got.len(),
+            self.a.out.len(),
+            self.b.eof
+        )
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if self.a.got != self.b.out {
+            return Err(format!(
+                "A received {} bytes, B sent {}: mismatch",
+                self.a.got.len(),
+                self.b.out.len()
+            ));
+        }
+        if self.b.got != self.a.out {
+            return Err(format!(
+                "B received {} bytes, A sent {}: mismatch",
+                self.b.got.len(),
+                self.a.out.len()
+            ));
+        }
+        if !self.a.eof || !self.b.eof {
+            return Err("FIN not seen by both".into());
+        }
+        Ok(())
+    }
+}
+
+fn run_seed(seed: u64, trace: bool) -> Result<(), String> {
+    match std::panic::catch_unwind(|| Sim::new(seed, trace).run()) {
+        Ok(r) => r,
+        Err(e) => Err(format!(
+            "panic: {}",
+            e.downcast_ref::<String>()
+                .cloned()
+                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default()
+        )),
+    }
+}
+
+fn replay_hint(seed: u64) -> String {
+    format!(
+        "replay: TCP_SIM_SEED={seed} cargo test --profile ci --test tcp_sim replay -- --nocapture"
+    )
+}
+
+#[test]
+fn many_seeds() {
+    let n: u64 = std::env::var("TCP_SIM_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2000);
+    let mut failures = Vec::new();
+    for seed in 0..n {
+        if let Err(e) = run_seed(seed, false) {
+            failures.push((seed, e));
+        }
+    }
+    if let Some((seed, _)) = failures.first() {
+        for (s, e) in failures.iter().take(10) {
+            eprintln!("seed {s}: {e}\n  {:?}", scenario(*s));
+        }
+        panic!(
+            "{} of {n} seeds failed; {}",
+            failures.len(),
+            replay_hint(*seed)
+        );
+    }
+}
+
+#[test]
+fn replay() {
+    let seed = std::env::var("TCP_SIM_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let trace = std::env::var("TCP_SIM_SEED").is_ok();
+    if trace {
+        println!("{:?}", scenario(seed));
+    }
+    if let Err(e) = run_seed(seed, trace) {
+        panic!("seed {seed}: {e}\n{}", replay_hint(seed));
+    }
+}
