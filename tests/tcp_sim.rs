@@ -9,7 +9,8 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use xdpstack::tcp::{
-    CloseReason, Config, Connection, FourTuple, IsnKey, Listener, RecvError, State,
+    CloseReason, Config, Connection, Counters, FourTuple, IsnKey, Keepalive, Listener, RecvError,
+    State,
 };
 use xdpstack::time::{Duration, Instant};
 use xdpstack::wire::tcp::TcpRepr;
@@ -72,6 +73,8 @@ struct Scenario {
     simultaneous_open: bool,
     /// Readers that only read every so often, to close the window.
     slow_reader: bool,
+    /// Writers that write `chunk` bytes, then pause (keep-alive, Nagle).
+    paced: Option<(usize, u64)>,
 }
 
 fn scenario(seed: u64) -> Scenario {
@@ -99,6 +102,11 @@ fn scenario(seed: u64) -> Scenario {
             timestamps: r.chance(0.8),
             nagle: r.flag(),
             msl: Duration::from_millis(500 + r.below(2000)),
+            keepalive: r.chance(0.3).then(|| Keepalive {
+                idle: Duration::from_millis(500 + r.below(2000)),
+                interval: Duration::from_millis(200 + r.below(1000)),
+                probes: 9,
+            }),
             max_ooo_ranges: 1 + r.below(32) as usize,
             ..Config::default()
         }
@@ -144,6 +152,9 @@ fn scenario(seed: u64) -> Scenario {
         },
         simultaneous_open: r.chance(0.1),
         slow_reader: r.chance(0.2),
+        paced: r
+            .chance(0.2)
+            .then(|| (512 + r.below(8192) as usize, r.below(1500))),
     }
 }
 
@@ -156,6 +167,7 @@ struct End {
     eof: bool,
     shut: bool,
     next_read: Instant,
+    next_write: Instant,
 }
 
 impl End {
@@ -174,6 +186,7 @@ impl End {
             eof: false,
             shut: false,
             next_read: Instant::ZERO,
+            next_write: Instant::ZERO,
         }
     }
 
@@ -281,6 +294,7 @@ impl Sim {
         let now = self.now;
         let order = self.sc.close;
         let slow = self.sc.slow_reader;
+        let paced = self.sc.paced;
         let (me, other_eof) = if a_side {
             (&mut self.a, self.b.eof)
         } else {
@@ -297,11 +311,18 @@ impl Sim {
                 c.close_reason()
             ));
         }
-        if me.written < me.out.len() && c.can_send() {
+        if me.written < me.out.len() && c.can_send() && now >= me.next_write {
+            let end = match paced {
+                Some((chunk, _)) => (me.written + chunk).min(me.out.len()),
+                None => me.out.len(),
+            };
             let n = c
-                .send(&me.out[me.written..])
+                .send(&me.out[me.written..end])
                 .map_err(|e| format!("send: {e}"))?;
             me.written += n;
+            if let (Some((_, pause)), true) = (paced, n > 0) {
+                me.next_write = now + Duration::from_millis(pause);
+            }
         }
         if !slow || now >= me.next_read {
             let mut buf = [0u8; 4096];
@@ -419,27 +440,53 @@ impl Sim {
         consider(self.a.conn.as_ref().and_then(|c| c.poll_timeout()));
         consider(self.b.conn.as_ref().and_then(|c| c.poll_timeout()));
         consider(self.listener.as_ref().and_then(|l| l.poll_timeout()));
-        if self.sc.slow_reader {
-            for e in [&self.a, &self.b] {
-                if e.next_read > self.now {
-                    consider(Some(e.next_read));
-                }
+        for e in [&self.a, &self.b] {
+            if e.next_read > self.now {
+                consider(Some(e.next_read));
+            }
+            if e.next_write > self.now && e.written < e.out.len() {
+                consider(Some(e.next_write));
             }
         }
         t
     }
 
-    fn run(&mut self) -> Result<(), String> {
+    /// Invariants that hold after every step.
+    fn invariants(&self) -> Result<(), String> {
+        for (name, e, cfg) in [
+            ("A", &self.a, &self.sc.a_cfg),
+            ("B", &self.b, &self.sc.b_cfg),
+        ] {
+            let Some(c) = e.conn.as_ref() else { continue };
+            let t = c.tcb();
+            if t.snd_una > t.snd_nxt || t.snd_nxt > t.snd_max {
+                return Err(self.stuck(&format!("{name}: SND.UNA <= SND.NXT <= SND.MAX broken")));
+            }
+            if c.send_queue() > cfg.send_buffer || c.recv_queue() > cfg.recv_buffer {
+                return Err(self.stuck(&format!("{name}: buffer over capacity")));
+            }
+        }
+        Ok(())
+    }
+
+    fn counters(&self) -> [Counters; 2] {
+        let get = |e: &End| e.conn.as_ref().map(|c| *c.counters()).unwrap_or_default();
+        [get(&self.a), get(&self.b)]
+    }
+
+    fn run(&mut self) -> Result<[Counters; 2], String> {
         let limit = Instant::from_secs(3600);
         for _ in 0..2_000_000 {
             self.app(true)?;
             self.app(false)?;
             self.transmit();
+            self.invariants()?;
             if self.deliver() > 0 {
                 continue;
             }
             if self.a.done() && self.b.done() {
-                return self.check();
+                self.check()?;
+                return Ok(self.counters());
             }
             match self.next_deadline() {
                 Some(t) if t > limit => return Err(self.stuck("virtual time limit")),
@@ -507,7 +554,7 @@ impl Sim {
     }
 }
 
-fn run_seed(seed: u64, trace: bool) -> Result<(), String> {
+fn run_seed(seed: u64, trace: bool) -> Result<[Counters; 2], String> {
     match std::panic::catch_unwind(|| Sim::new(seed, trace).run()) {
         Ok(r) => r,
         Err(e) => Err(format!(
@@ -533,11 +580,27 @@ fn many_seeds() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(2000);
     let mut failures = Vec::new();
+    let mut total = Counters::default();
     for seed in 0..n {
-        if let Err(e) = run_seed(seed, false) {
-            failures.push((seed, e));
+        match run_seed(seed, false) {
+            Ok(cs) => {
+                for c in cs {
+                    total.segments_out += c.segments_out;
+                    total.retransmits += c.retransmits;
+                    total.fast_retransmits += c.fast_retransmits;
+                    total.timeouts += c.timeouts;
+                    total.zero_window_probes += c.zero_window_probes;
+                    total.keepalive_probes += c.keepalive_probes;
+                    total.challenge_acks += c.challenge_acks;
+                    for (t, d) in total.drops.iter_mut().zip(c.drops) {
+                        *t += d;
+                    }
+                }
+            }
+            Err(e) => failures.push((seed, e)),
         }
     }
+    println!("{n} seeds: {total:?}");
     if let Some((seed, _)) = failures.first() {
         for (s, e) in failures.iter().take(10) {
             eprintln!("seed {s}: {e}\n  {:?}", scenario(*s));
@@ -547,6 +610,16 @@ fn many_seeds() {
             failures.len(),
             replay_hint(*seed)
         );
+    }
+    // The faults must really have been exercised.
+    if n >= 500 {
+        assert!(
+            total.retransmits > 0 && total.timeouts > 0,
+            "no retransmissions"
+        );
+        assert!(total.fast_retransmits > 0, "no fast retransmit");
+        assert!(total.zero_window_probes > 0, "no zero-window probe");
+        assert!(total.keepalive_probes > 0, "no keep-alive probe");
     }
 }
 

@@ -133,6 +133,8 @@ pub struct Connection {
     pub(super) offered_ws: bool,
     pub(super) offered_sack: bool,
     pub(super) offered_ts: bool,
+    /// End of the last sub-MSS segment sent (Minshall's Nagle variant).
+    pub(super) snd_sml: SeqNumber,
     /// Last duplicate ACK sent for an out-of-window segment.
     pub(super) oow_ack_at: Option<Instant>,
     /// Whether this connection began with a SYN from the peer.
@@ -178,7 +180,8 @@ impl Connection {
             offered_ws: cfg.window_scaling,
             offered_sack: cfg.sack,
             offered_ts: cfg.timestamps,
-            rcv_mss: mss.min(536),
+            // Linux's initial estimate of the peer's segment size.
+            rcv_mss: mss.min(536).min(cfg.recv_buffer / 2).max(1),
             cfg,
             tuple,
             state: State::Closed,
@@ -207,6 +210,7 @@ impl Connection {
             challenge: (0, 0),
             passive: false,
             oow_ack_at: None,
+            snd_sml: iss,
             fin_acked: false,
             syn_sent_at: None,
         }

@@ -228,6 +228,15 @@ impl Connection {
             return Err(DropReason::NoAck);
         }
         let ack = seg.ack_number;
+        // SYN-RECEIVED: only SND.UNA < SEG.ACK <= SND.NXT completes the
+        // handshake; anything else is answered with <SEQ=SEG.ACK><CTL=RST>.
+        if self.state == State::SynReceived && (ack <= self.tcb.snd_una || ack > self.tcb.snd_max) {
+            self.pending_rst = Some(PendingRst {
+                seq: ack,
+                ack: None,
+            });
+            return Err(DropReason::BadHandshakeAck);
+        }
         // RFC 5961 §5.2: SND.UNA - MAX.SND.WND <= SEG.ACK <= SND.NXT.
         if ack > self.tcb.snd_max {
             self.challenge_ack(now);
@@ -239,13 +248,6 @@ impl Connection {
         }
         self.restart_keepalive(now);
         if self.state == State::SynReceived {
-            if ack <= self.tcb.snd_una {
-                self.pending_rst = Some(PendingRst {
-                    seq: ack,
-                    ack: None,
-                });
-                return Err(DropReason::BadHandshakeAck);
-            }
             self.handshake_rtt(now, seg);
             self.set_state(now, State::Established);
             self.tcb.snd_wnd = (seg.window as usize) << self.tcb.snd_wnd_shift;
@@ -413,7 +415,11 @@ impl Connection {
                         self.ack_now = true;
                     } else {
                         self.unacked_bytes += grown;
-                        if self.unacked_bytes >= 2 * self.rcv_mss {
+                        // At least every second full-sized segment (RFC 5681
+                        // §4.2), and at once when the window is nearly shut.
+                        if self.unacked_bytes >= 2 * self.rcv_mss
+                            || self.rcv_buf.window() < self.rcv_mss
+                        {
                             self.ack_now = true;
                         } else {
                             self.timers

@@ -261,3 +261,6 @@ impl Counters {
         self.drops[r as usize]
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -283,7 +283,10 @@ impl Connection {
         let want = avail.min(usable).min(max_payload);
         if want > 0 && want < max_payload && !self.force_send {
             let all = want == avail;
-            let nagle_ok = !self.cfg.nagle || in_flight == 0 || self.fin_queued;
+            // Nagle with Minshall's modification: hold a small segment only
+            // while an earlier small segment is unacknowledged.
+            let nagle_ok =
+                !self.cfg.nagle || in_flight == 0 || self.snd_sml <= t.snd_una || self.fin_queued;
             let sws_ok = !all && want >= t.max_snd_wnd / 2;
             if !(sws_ok || all && nagle_ok) {
                 return None;
@@ -402,6 +405,9 @@ impl Connection {
                 } else {
                     self.tcb.snd_nxt = end;
                     self.force_send = false;
+                    if plan.len < self.max_payload() {
+                        self.snd_sml = end;
+                    }
                 }
                 if end > self.tcb.snd_max {
                     if plan.seq >= self.tcb.snd_max
