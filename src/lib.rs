@@ -11,6 +11,10 @@
 #![deny(unsafe_code)]
 
 pub mod api;
+pub mod baseline;
+pub mod icmp;
+pub mod loadgen;
+pub mod neighbor;
 pub mod phy;
 pub mod ports;
 pub mod shard;

@@ -6,6 +6,19 @@
 //! place and sent back (reflection, zero copy), a transmit frame comes from
 //! `alloc_tx`, and every frame ends either in `send_batch` or in `release`.
 //! A frame is never `Copy` or `Clone`, so it cannot be sent or freed twice.
+//!
+//! Implementations and wrappers here:
+//! - [`memory`]: a deterministic in-memory pair of links with bounded queues,
+//!   delay and a bandwidth limit, for tests and simulations;
+//! - [`fault`]: a seeded fault injector around any link (drop, duplicate,
+//!   reorder, delay, corrupt, bandwidth limit with tail drop);
+//! - [`pcap`]: a wrapper writing every frame to a classic pcap stream;
+//! - [`rng`]: the small seeded generator the simulations share.
+
+pub mod fault;
+pub mod memory;
+pub mod pcap;
+pub mod rng;
 
 use crate::time::Instant;
 
@@ -42,4 +55,12 @@ pub trait Link {
 
     /// Largest Ethernet frame (header included, FCS excluded) the link carries.
     fn max_frame_len(&self) -> usize;
+
+    /// The earliest time at which the link will have work without new input
+    /// (a frame becoming receivable, a held frame due for release), so a
+    /// simulation can jump its virtual clock there. `None` when nothing is
+    /// scheduled or the link cannot tell (a real NIC).
+    fn poll_at(&self) -> Option<Instant> {
+        None
+    }
 }

@@ -1,5 +1,26 @@
-//! AF_XDP: sockets, the UMEM frame pool, the BPF loader and its maps.
-//! The only module where unsafe code is allowed; every block carries a
-//! `// Safety:` argument.
+//! AF_XDP: sockets, the UMEM frame pool, the BPF loader and its maps, and the
+//! raw reflector used as the benchmarks' ceiling. The only module where
+//! unsafe code is allowed; every block carries a `// Safety:` argument.
+//!
+//! - [`loader`]: load `bpf/steer.bpf.c`, attach/detach, stale-program cleanup.
+//! - [`maps`]: typed access to the program's maps (ports, config, XSKs, counters).
+//! - [`umem`]: the UMEM and the owned [`Frame`] token.
+//! - [`socket`]: [`XdpLink`], one AF_XDP socket as a batched [`crate::phy::Link`].
+//! - [`reflector`]: swap-and-send-back UDP reflector, no stack.
+//! - [`signals`]: detach on SIGINT/SIGTERM (a `sigwait` thread) and on panic.
+//! - [`mmsg`]: batched kernel-socket UDP I/O (`recvmmsg`/`sendmmsg`) for the
+//!   kernel baseline; here because it needs `unsafe` FFI.
 
+pub mod loader;
+pub mod maps;
+pub mod mmsg;
+pub mod reflector;
+pub mod signals;
 pub mod skel;
+pub mod socket;
+pub mod umem;
+
+pub use loader::{detach_all, AttachMode, AttachedMode, LoadError, Steering};
+pub use maps::{Proto, SteerCounters, SteerMaps, XsConfig};
+pub use socket::{PollMode, XdpLink, XskConfig, XskStats};
+pub use umem::{Frame, FramePool, UmemConfig, XskError};
