@@ -1,53 +1,48 @@
 //! Deterministic simulation: two TCP engines joined by a seeded lossy,
-//! reordering, duplicating queue with a virtual clock that jumps to the next
-//! deadline. Every run checks byte-exact delivery in both directions and
+//! reordering, duplicating, corrupting queue with a virtual clock that jumps
+//! to the next deadline. Segments cross it as bytes: emitted with the wire
+//! layer (checksum over the IPv4 pseudo-header) and parsed back, so a
+//! corrupted segment is caught by its checksum. Every run checks byte-exact delivery in both directions and
 //! that both ends finish in CLOSED (normally) or TIME-WAIT.
 //!
 //! A failing seed is printed with the command that replays it:
 //! `TCP_SIM_SEED=<seed> cargo test --profile ci --test tcp_sim replay`.
-//! `TCP_SIM_SEEDS=<n>` changes how many seeds `many_seeds` runs.
+//! `TCP_SIM_SEEDS=<n>` changes how many seeds `many_seeds` runs (default 5000).
 
 use std::net::{Ipv4Addr, SocketAddrV4};
+use xdpstack::phy::rng;
 use xdpstack::tcp::{
     CloseReason, Config, Connection, Counters, FourTuple, IsnKey, Keepalive, Listener, RecvError,
     State,
 };
 use xdpstack::time::{Duration, Instant};
-use xdpstack::wire::tcp::TcpRepr;
+use xdpstack::wire::tcp::{Packet as TcpPacket, TcpRepr};
+use xdpstack::wire::Ipv4Address;
 
-/// splitmix64: small, seedable, good enough for fault injection.
-struct Rng(u64);
+/// The project's seeded generator with the few draws the simulation needs.
+struct Rng(rng::Rng);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+    fn new(seed: u64) -> Rng {
+        Rng(rng::Rng::new(seed))
     }
     fn below(&mut self, n: u64) -> u64 {
-        if n == 0 {
-            0
-        } else {
-            self.next() % n
-        }
+        self.0.gen_range(0..n)
     }
     fn chance(&mut self, p: f64) -> bool {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64 <= p && p > 0.0
+        self.0.chance(p)
     }
     fn flag(&mut self) -> bool {
-        self.next() & 1 == 1
+        self.0.next_u64() & 1 == 1
     }
 }
 
-/// A segment in flight, payload copied.
+/// A segment in flight, as emitted bytes.
 struct Packet {
     at: Instant,
     id: u64,
     to_b: bool,
-    repr: TcpRepr<'static>,
-    payload: Vec<u8>,
+    bytes: Vec<u8>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +58,7 @@ struct Scenario {
     loss: f64,
     dup: f64,
     reorder: f64,
+    corrupt: f64,
     delay_ms: u64,
     jitter_ms: u64,
     a_cfg: Config,
@@ -77,8 +73,19 @@ struct Scenario {
     paced: Option<(usize, u64)>,
 }
 
+/// Bytes one side sends: none, a little, or (one run in ten) a bulk transfer.
+fn transfer_len(r: &mut Rng) -> usize {
+    if r.chance(0.1) {
+        0
+    } else if r.chance(0.1) {
+        256 * 1024 + r.below(768 * 1024) as usize
+    } else {
+        r.below(48 * 1024) as usize
+    }
+}
+
 fn scenario(seed: u64) -> Scenario {
-    let mut r = Rng(seed ^ 0x7c9_5eed);
+    let mut r = Rng::new(seed ^ 0x7c9_5eed);
     let mut cfg = || {
         let tiny = r.chance(0.2);
         let huge = !tiny && r.chance(0.2);
@@ -131,20 +138,17 @@ fn scenario(seed: u64) -> Scenario {
         } else {
             0.0
         },
+        corrupt: if lossy {
+            r.below(11) as f64 / 1000.0
+        } else {
+            0.0
+        },
         delay_ms: 1 + r.below(40),
         jitter_ms: r.below(5),
         a_cfg,
         b_cfg,
-        a_len: if r.chance(0.1) {
-            0
-        } else {
-            r.below(48 * 1024) as usize
-        },
-        b_len: if r.chance(0.1) {
-            0
-        } else {
-            r.below(48 * 1024) as usize
-        },
+        a_len: transfer_len(&mut r),
+        b_len: transfer_len(&mut r),
         close: match r.below(3) {
             0 => CloseOrder::ClientFirst,
             1 => CloseOrder::ServerFirst,
@@ -215,6 +219,8 @@ struct Sim {
     listener: Option<Listener>,
     tuple_a: FourTuple,
     trace: bool,
+    /// Segments the checksum caught.
+    corrupted: u64,
 }
 
 impl Sim {
@@ -242,7 +248,7 @@ impl Sim {
             Some(Listener::new(sc.b_cfg.clone(), tuple_a.remote, key_b, 8, 8))
         };
         Sim {
-            rng: Rng(seed),
+            rng: Rng::new(seed),
             sc,
             now,
             net: Vec::new(),
@@ -252,6 +258,18 @@ impl Sim {
             listener,
             tuple_a,
             trace,
+            corrupted: 0,
+        }
+    }
+
+    /// Source and destination addresses of a segment going A->B or B->A.
+    fn addrs(&self, to_b: bool) -> (Ipv4Address, Ipv4Address) {
+        let a = Ipv4Address::from(*self.tuple_a.local.ip());
+        let b = Ipv4Address::from(*self.tuple_a.remote.ip());
+        if to_b {
+            (a, b)
+        } else {
+            (b, a)
         }
     }
 
@@ -278,13 +296,18 @@ impl Sim {
             if self.rng.chance(self.sc.reorder) {
                 delay += self.rng.below(3 * self.sc.delay_ms * 1000 + 1000);
             }
-            let repr = TcpRepr { payload: &[], ..*r };
+            let (src, dst) = self.addrs(to_b);
+            let mut bytes = vec![0u8; r.buffer_len()];
+            r.emit(&mut TcpPacket::new_unchecked(&mut bytes[..]), src, dst);
+            if self.rng.chance(self.sc.corrupt) {
+                let i = self.rng.below(bytes.len() as u64) as usize;
+                bytes[i] ^= 1 << self.rng.below(8);
+            }
             self.net.push(Packet {
                 at: self.now + Duration::from_micros(delay),
                 id: self.next_id,
                 to_b,
-                repr,
-                payload: r.payload.to_vec(),
+                bytes,
             });
             self.next_id += 1;
         }
@@ -411,10 +434,26 @@ impl Sim {
         due.sort_by_key(|p| (p.at, p.id));
         let n = due.len();
         for p in due {
-            let seg = TcpRepr {
-                payload: &p.payload,
-                ..p.repr
+            let (src, dst) = self.addrs(p.to_b);
+            let Ok(seg) = TcpPacket::new_checked(&p.bytes[..])
+                .and_then(|view| TcpRepr::parse(&view, src, dst))
+            else {
+                self.corrupted += 1;
+                if self.trace {
+                    println!("{:>8}ms corrupted segment dropped", now.total_millis());
+                }
+                continue;
             };
+            if self.trace {
+                println!(
+                    "{:>8}ms deliver {} seq={} ack={} len={}",
+                    now.total_millis(),
+                    if p.to_b { "to B" } else { "to A" },
+                    seg.seq_number.0,
+                    seg.ack_number.0,
+                    seg.payload.len()
+                );
+            }
             if p.to_b {
                 if let Some(c) = self.b.conn.as_mut() {
                     let _ = c.on_segment(now, &seg);
@@ -474,7 +513,7 @@ impl Sim {
         [get(&self.a), get(&self.b)]
     }
 
-    fn run(&mut self) -> Result<[Counters; 2], String> {
+    fn run(&mut self) -> Result<([Counters; 2], u64), String> {
         let limit = Instant::from_secs(3600);
         for _ in 0..2_000_000 {
             self.app(true)?;
@@ -486,7 +525,7 @@ impl Sim {
             }
             if self.a.done() && self.b.done() {
                 self.check()?;
-                return Ok(self.counters());
+                return Ok((self.counters(), self.corrupted));
             }
             match self.next_deadline() {
                 Some(t) if t > limit => return Err(self.stuck("virtual time limit")),
@@ -554,7 +593,7 @@ impl Sim {
     }
 }
 
-fn run_seed(seed: u64, trace: bool) -> Result<[Counters; 2], String> {
+fn run_seed(seed: u64, trace: bool) -> Result<([Counters; 2], u64), String> {
     match std::panic::catch_unwind(|| Sim::new(seed, trace).run()) {
         Ok(r) => r,
         Err(e) => Err(format!(
@@ -578,12 +617,14 @@ fn many_seeds() {
     let n: u64 = std::env::var("TCP_SIM_SEEDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(2000);
+        .unwrap_or(5000);
     let mut failures = Vec::new();
     let mut total = Counters::default();
+    let mut corrupted = 0;
     for seed in 0..n {
         match run_seed(seed, false) {
-            Ok(cs) => {
+            Ok((cs, bad)) => {
+                corrupted += bad;
                 for c in cs {
                     total.segments_out += c.segments_out;
                     total.retransmits += c.retransmits;
@@ -600,7 +641,7 @@ fn many_seeds() {
             Err(e) => failures.push((seed, e)),
         }
     }
-    println!("{n} seeds: {total:?}");
+    println!("{n} seeds: {corrupted} corrupted segments caught; {total:?}");
     if let Some((seed, _)) = failures.first() {
         for (s, e) in failures.iter().take(10) {
             eprintln!("seed {s}: {e}\n  {:?}", scenario(*s));
@@ -620,6 +661,7 @@ fn many_seeds() {
         assert!(total.fast_retransmits > 0, "no fast retransmit");
         assert!(total.zero_window_probes > 0, "no zero-window probe");
         assert!(total.keepalive_probes > 0, "no keep-alive probe");
+        assert!(corrupted > 0, "no corruption");
     }
 }
 

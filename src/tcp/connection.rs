@@ -133,6 +133,10 @@ pub struct Connection {
     pub(super) offered_ws: bool,
     pub(super) offered_sack: bool,
     pub(super) offered_ts: bool,
+    /// TSval of the latest retransmission: an echo older than it may come
+    /// from an earlier transmission whose ACK was lost, so it is no RTT
+    /// sample (Karn's rule applied to timestamps).
+    pub(super) rexmit_tsval: Option<u32>,
     /// End of the last sub-MSS segment sent (Minshall's Nagle variant).
     pub(super) snd_sml: SeqNumber,
     /// Last duplicate ACK sent for an out-of-window segment.
@@ -211,6 +215,7 @@ impl Connection {
             passive: false,
             oow_ack_at: None,
             snd_sml: iss,
+            rexmit_tsval: None,
             fin_acked: false,
             syn_sent_at: None,
         }
@@ -243,6 +248,47 @@ impl Connection {
         c.offered_sack &= syn.options.sack_permitted;
         c.offered_ts &= syn.options.timestamps.is_some();
         c.take_syn(now, syn);
+        c.set_state(now, State::SynReceived);
+        c
+    }
+
+    /// The embryo of a connection whose SYN-ACK carried a SYN cookie
+    /// (RFC 4987 §3.6): SYN-RECEIVED as if that SYN-ACK had been sent from
+    /// this end, with ISS = the cookie and the MSS the cookie encoded.
+    /// Window scaling, SACK and timestamps are off: the cookie cannot
+    /// carry them.
+    pub(super) fn from_cookie(
+        cfg: Config,
+        tuple: FourTuple,
+        now: Instant,
+        key: &IsnKey,
+        irs: SeqNumber,
+        iss: SeqNumber,
+        mss: u16,
+    ) -> Connection {
+        let mut c = Connection::new(cfg, tuple, iss, key.ts_offset(&tuple));
+        c.passive = true;
+        c.offered_ws = false;
+        c.offered_sack = false;
+        c.offered_ts = false;
+        let syn = TcpRepr {
+            src_port: tuple.remote.port(),
+            dst_port: tuple.local.port(),
+            seq_number: irs,
+            ack_number: SeqNumber(0),
+            flags: crate::wire::tcp::TcpFlags(crate::wire::tcp::TcpFlags::SYN),
+            window: 0,
+            urgent_pointer: 0,
+            options: crate::wire::tcp::TcpOptions {
+                mss: Some(mss),
+                ..Default::default()
+            },
+            payload: &[],
+        };
+        c.take_syn(now, &syn);
+        c.tcb.snd_nxt = iss + 1;
+        c.tcb.snd_max = iss + 1;
+        c.tcb.rcv_adv = c.tcb.rcv_nxt + c.rcv_buf.window().min(0xffff);
         c.set_state(now, State::SynReceived);
         c
     }

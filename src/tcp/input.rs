@@ -100,6 +100,11 @@ impl Connection {
         if ts.tsecr == 0 {
             return None;
         }
+        if let Some(r) = self.rexmit_tsval {
+            if (ts.tsecr.wrapping_sub(r) as i32) < 0 {
+                return None;
+            }
+        }
         let ms = self.ts_now(now).wrapping_sub(ts.tsecr);
         // An echo from the future or older than the maximum RTO is bogus.
         if ms as u64 > self.cfg.max_rto.as_millis() as u64 {
@@ -150,9 +155,11 @@ impl Connection {
         let wnd = self.tcb.rcv_adv - rcv_nxt;
         let len = seg.segment_len();
         let in_wnd = |s: SeqNumber| s >= rcv_nxt && s < rcv_nxt + wnd;
+        // A segment without text may also sit exactly on the right edge: a
+        // sender whose SND.NXT is past our window ACKs from the window's
+        // end (Linux does so, and accepts the same).
         let mut acceptable = match (len, wnd) {
-            (0, 0) => seq == rcv_nxt,
-            (0, _) => in_wnd(seq),
+            (0, _) => seq >= rcv_nxt && seq <= rcv_nxt + wnd,
             (_, 0) => false,
             (_, _) => in_wnd(seq) || in_wnd(seq + (len - 1)),
         };
@@ -329,6 +336,7 @@ impl Connection {
             // RFC 6298 §5.2/§5.3.
             if self.tcb.snd_una >= self.tcb.snd_max {
                 self.timers.clear(TimerKind::Retransmit);
+                self.rexmit_tsval = None;
             } else {
                 self.timers.set(TimerKind::Retransmit, now + self.rtt.rto());
             }

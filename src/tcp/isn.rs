@@ -62,14 +62,15 @@ impl IsnKey {
         self.hash_tuple(t, 1) as u32
     }
 
-    /// A keyed 32-bit MAC over the tuple and `data` (SYN cookies).
-    pub fn mac(&self, t: &FourTuple, data: u32) -> u32 {
-        let mut msg = [0u8; 16];
+    /// A keyed 32-bit MAC over the tuple and two words (SYN cookies).
+    pub fn mac(&self, t: &FourTuple, a: u32, b: u32) -> u32 {
+        let mut msg = [0u8; 20];
         msg[0..4].copy_from_slice(&t.local.ip().octets());
         msg[4..6].copy_from_slice(&t.local.port().to_be_bytes());
         msg[6..10].copy_from_slice(&t.remote.ip().octets());
         msg[10..12].copy_from_slice(&t.remote.port().to_be_bytes());
-        msg[12..16].copy_from_slice(&data.to_be_bytes());
+        msg[12..16].copy_from_slice(&a.to_be_bytes());
+        msg[16..20].copy_from_slice(&b.to_be_bytes());
         siphash24(self.k0 ^ 0x636f_6f6b_6965, self.k1, &msg) as u32
     }
 }

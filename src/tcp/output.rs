@@ -204,7 +204,7 @@ impl Connection {
                 }
                 return self
                     .ack_now
-                    .then(|| self.plan(Kind::Ack, self.tcb.snd_max, TcpFlags::ACK));
+                    .then(|| self.plan(Kind::Ack, self.ack_seq(), TcpFlags::ACK));
             }
             _ => {}
         }
@@ -226,11 +226,23 @@ impl Connection {
             return Some(self.plan(Kind::Keepalive, self.tcb.snd_una - 1, TcpFlags::ACK));
         }
         if self.ack_now {
-            // A pure ACK carries SND.MAX, not a rewound SND.NXT: below the
-            // peer's RCV.NXT it would be unacceptable and its ACK ignored.
-            return Some(self.plan(Kind::Ack, self.tcb.snd_max, TcpFlags::ACK));
+            return Some(self.plan(Kind::Ack, self.ack_seq(), TcpFlags::ACK));
         }
         None
+    }
+
+    /// SEQ of a pure ACK: SND.MAX rather than a rewound SND.NXT (below the
+    /// peer's RCV.NXT the ACK would be unacceptable and ignored), but not
+    /// past the right edge of the peer's window (Linux's
+    /// `tcp_acceptable_seq`).
+    fn ack_seq(&self) -> SeqNumber {
+        let t = &self.tcb;
+        let wnd_end = t.snd_una + t.snd_wnd;
+        if t.snd_max <= wnd_end {
+            t.snd_max
+        } else {
+            wnd_end.max(t.snd_nxt)
+        }
     }
 
     /// Largest payload of a data segment now (MSS minus SACK option bytes).
@@ -396,6 +408,9 @@ impl Connection {
             Kind::Data { head } => {
                 let fin = plan.flags & TcpFlags::FIN != 0;
                 let end = plan.seq + plan.len + fin as usize;
+                if head || plan.seq < self.tcb.snd_max {
+                    self.rexmit_tsval = Some(self.ts_now(now));
+                }
                 if head {
                     self.retransmit_head = false;
                     self.counters.retransmits += 1;

@@ -541,6 +541,7 @@ fn listen_rst_ignored_ack_answered_with_rst() {
 #[test]
 fn listen_backlogs_are_bounded() {
     let mut l = listener(2, 1);
+    l.set_syn_cookies(false);
     for port in 1..=3u16 {
         let r = l.on_segment(
             t(0),
@@ -570,6 +571,65 @@ fn listen_backlogs_are_bounded() {
     }
     assert_eq!(l.accept_queue_len(), 1);
     assert_eq!(l.syn_queue_len(), 1);
+}
+
+#[test]
+fn listen_syn_cookies_when_the_syn_queue_is_full() {
+    let mut l = listener(1, 4);
+    let other = SocketAddrV4::new(*REMOTE.ip(), 1);
+    l.on_segment(t(0), other, &syn_from_peer()).unwrap();
+    // Queue full: the next SYN gets a stateless SYN-ACK.
+    let syn = TcpRepr {
+        options: TcpOptions {
+            mss: Some(1300),
+            window_scale: Some(3),
+            ..OPTS_NONE
+        },
+        ..syn_from_peer()
+    };
+    l.on_segment(t(10), REMOTE, &syn).unwrap();
+    assert_eq!(l.syn_queue_len(), 1);
+    let out = listener_output(&mut l, t(10));
+    let (_, cookie) = out.iter().find(|(a, _)| *a == REMOTE).unwrap();
+    assert_eq!(cookie.repr.flags, flags(SYN | ACK));
+    assert_eq!(cookie.repr.ack_number, REMOTE_SEQ + 1);
+    assert_eq!(
+        cookie.repr.options, OPTS_MSS,
+        "no options a cookie cannot keep"
+    );
+    assert_eq!(l.counters().cookies_sent, 1);
+    let iss = cookie.repr.seq_number;
+    // A forged ACK is answered with RST.
+    let forged = peer_ack(REMOTE_SEQ + 1, iss + 2);
+    assert_eq!(
+        l.on_segment(t(20), REMOTE, &forged),
+        Err(DropReason::ListenNotSyn)
+    );
+    assert_eq!(l.counters().cookies_invalid, 1);
+    assert_eq!(listener_output(&mut l, t(20))[0].1.repr.flags, flags(RST));
+    // The real ACK, with data, makes an established connection.
+    let ack = TcpRepr {
+        payload: b"hi",
+        ..peer_ack(REMOTE_SEQ + 1, iss + 1)
+    };
+    l.on_segment(t(30), REMOTE, &ack).unwrap();
+    let mut c = l.accept().unwrap();
+    assert_eq!(c.state(), State::Established);
+    assert_eq!(c.eff_mss(), 1220, "1300 rounds down to the cookie table");
+    assert_eq!(c.tcb().snd_wnd_shift, 0);
+    assert_eq!(c.recv_queue(), 2);
+    assert_eq!(l.counters().cookies_accepted, 1);
+    // A cookie more than two periods old is refused.
+    l.on_segment(t(40), SocketAddrV4::new(*REMOTE.ip(), 2), &syn)
+        .unwrap();
+    let out = listener_output(&mut l, t(40));
+    let iss = out.last().unwrap().1.repr.seq_number;
+    let late = peer_ack(REMOTE_SEQ + 1, iss + 1);
+    assert!(l
+        .on_segment(t(200_000), SocketAddrV4::new(*REMOTE.ip(), 2), &late)
+        .is_err());
+    assert!(l.accept().is_none());
+    let _ = output(&mut c, t(30));
 }
 
 #[test]
