@@ -241,7 +241,7 @@ impl Connection {
         if t.snd_max <= wnd_end {
             t.snd_max
         } else {
-            wnd_end.max(t.snd_nxt)
+            wnd_end
         }
     }
 

@@ -2310,3 +2310,214 @@ fn poll_transmit_refusal_keeps_the_segment() {
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].payload, b"abc");
 }
+
+// ---- timestamps and Karn, window edges ----
+
+#[test]
+fn timestamp_echo_older_than_a_retransmission_is_no_sample() {
+    let cfg = Config {
+        timestamps: true,
+        ..cfg()
+    };
+    let mut c = established_with(cfg, TcpOptions {
+        timestamps: Some(Timestamps { tsval: 100, tsecr: 0 }),
+        ..OPTS_NONE
+    });
+    c.set_nodelay(true);
+    c.send(b"abc").unwrap();
+    let first = output(&mut c, t(10));
+    assert_eq!(first[0].repr.options.timestamps.unwrap().tsval, 10);
+    // Timeout: the retransmission carries TSval 1010.
+    let again = output(&mut c, t(1010));
+    assert_eq!(again[0].repr.options.timestamps.unwrap().tsval, 1010);
+    // An ACK echoing the first transmission (its ACK was lost) is no sample.
+    send!(c, time 1020, TcpRepr {
+        options: TcpOptions { timestamps: Some(Timestamps { tsval: 200, tsecr: 10 }), ..OPTS_NONE },
+        ..peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 4)
+    });
+    assert_eq!(c.rtt().srtt(), None);
+    // Once all is acknowledged, fresh echoes are samples again.
+    c.send(b"d").unwrap();
+    output(&mut c, t(1100));
+    send!(c, time 1140, TcpRepr {
+        options: TcpOptions { timestamps: Some(Timestamps { tsval: 300, tsecr: 1100 }), ..OPTS_NONE },
+        ..peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 5)
+    });
+    assert_eq!(c.rtt().srtt(), Some(Duration::from_millis(40)));
+}
+
+#[test]
+fn pure_ack_stays_inside_the_peers_window() {
+    let mut c = socket_established();
+    c.set_nodelay(true);
+    send!(c, TcpRepr { window: 4, ..peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1) });
+    c.send(b"abcd").unwrap();
+    assert_eq!(output(&mut c, t(0)).len(), 1);
+    // Timeout rewinds SND.NXT; the peer then shrinks its window to zero.
+    output(&mut c, t(1000));
+    send!(c, time 1001, TcpRepr { window: 0, ..peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1) });
+    // Out-of-order data asks for an immediate ACK.
+    send!(c, time 1002, TcpRepr {
+        payload: b"x",
+        window: 0,
+        ..peer_ack(REMOTE_SEQ + 2, LOCAL_SEQ + 1)
+    });
+    let out = output(&mut c, t(1002));
+    let ack = out.iter().find(|s| s.payload.is_empty()).unwrap();
+    // SND.MAX (LOCAL+5) is past SND.UNA + SND.WND (LOCAL+1).
+    assert_eq!(ack.repr.seq_number, LOCAL_SEQ + 1);
+}
+
+#[test]
+fn pure_segment_on_the_right_edge_is_acceptable() {
+    let mut c = socket_established();
+    send!(c, peer_ack(REMOTE_SEQ + 1 + 64, LOCAL_SEQ + 1));
+    send!(c, peer_ack(REMOTE_SEQ + 2 + 64, LOCAL_SEQ + 1), Err(DropReason::OutOfWindow));
+}
+
+// ---- arbitrary input: no panic, invariants hold ----
+
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        Segment {
+            seq_off: i32,
+            ack_off: i32,
+            flags: u8,
+            window: u16,
+            urgent: u16,
+            len: usize,
+            ts: Option<(u32, u32)>,
+            sack: Option<(i32, u32)>,
+        },
+        Wait(u64),
+        Send(usize),
+        Recv(usize),
+        Shutdown,
+        Close,
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            6 => (
+                prop_oneof![-70_000i32..70_000, any::<i32>()],
+                prop_oneof![-70_000i32..70_000, any::<i32>()],
+                any::<u8>(),
+                any::<u16>(),
+                any::<u16>(),
+                0usize..200,
+                proptest::option::of((any::<u32>(), any::<u32>())),
+                proptest::option::of((-1000i32..1000, 0u32..3000)),
+            )
+                .prop_map(|(seq_off, ack_off, flags, window, urgent, len, ts, sack)| {
+                    Step::Segment { seq_off, ack_off, flags, window, urgent, len, ts, sack }
+                }),
+            1 => (0u64..5000).prop_map(Step::Wait),
+            1 => (0usize..300).prop_map(Step::Send),
+            1 => (0usize..300).prop_map(Step::Recv),
+            1 => Just(Step::Shutdown),
+            1 => Just(Step::Close),
+        ]
+    }
+
+    fn start(which: u8) -> Connection {
+        match which % 10 {
+            0 => socket_syn_sent(),
+            1 => socket_syn_received(),
+            2 => socket_established(),
+            3 => socket_fin_wait_1(),
+            4 => socket_fin_wait_2(),
+            5 => socket_closing(),
+            6 => socket_time_wait(),
+            7 => socket_close_wait(),
+            8 => socket_last_ack(),
+            _ => {
+                let opts = TcpOptions {
+                    window_scale: Some(3),
+                    sack_permitted: true,
+                    timestamps: Some(Timestamps { tsval: 1, tsecr: 0 }),
+                    ..OPTS_NONE
+                };
+                let all = Config {
+                    window_scaling: true,
+                    sack: true,
+                    timestamps: true,
+                    recv_buffer: 4096,
+                    send_buffer: 4096,
+                    ..cfg()
+                };
+                established_with(all, opts)
+            }
+        }
+    }
+
+    fn check(c: &Connection, now: Instant) -> Result<(), TestCaseError> {
+        let tcb = c.tcb();
+        prop_assert!(tcb.snd_una <= tcb.snd_nxt, "SND.UNA <= SND.NXT");
+        prop_assert!(tcb.snd_nxt <= tcb.snd_max, "SND.NXT <= SND.MAX");
+        prop_assert!(c.send_queue() <= c.snd_buf.capacity());
+        prop_assert!(c.recv_queue() <= c.rcv_buf.capacity());
+        prop_assert!(tcb.snd_wnd_shift <= 14 && tcb.rcv_wnd_shift <= 14);
+        if let Some(at) = c.poll_timeout() {
+            prop_assert!(at + Duration::from_secs(200) >= now, "deadline far in the past");
+        }
+        Ok(())
+    }
+
+    proptest! {
+        // 512 cases by default; PROPTEST_CASES raises it for a longer hunt.
+        #![proptest_config(ProptestConfig {
+            cases: std::env::var("PROPTEST_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(512),
+            ..ProptestConfig::default()
+        })]
+
+        #[test]
+        fn arbitrary_segments_in_every_state(which in 0u8..10, steps in proptest::collection::vec(step(), 1..40)) {
+            let mut c = start(which);
+            let mut now = 0u64;
+            let payload = [0xabu8; 200];
+            for s in steps {
+                match s {
+                    Step::Segment { seq_off, ack_off, flags, window, urgent, len, ts, sack } => {
+                        let mut options = OPTS_NONE;
+                        options.timestamps = ts.map(|(tsval, tsecr)| Timestamps { tsval, tsecr });
+                        if let Some((l, n)) = sack {
+                            let left = c.tcb().snd_una + 0usize;
+                            let left = SeqNumber(left.0.wrapping_add(l as u32));
+                            options.sack_blocks[0] = Some(SackBlock { left, right: left + n as usize });
+                        }
+                        let seg = TcpRepr {
+                            seq_number: SeqNumber(c.tcb().rcv_nxt.0.wrapping_add(seq_off as u32)),
+                            ack_number: SeqNumber(c.tcb().snd_una.0.wrapping_add(ack_off as u32)),
+                            flags: TcpFlags(flags),
+                            window,
+                            urgent_pointer: urgent,
+                            options,
+                            payload: &payload[..len],
+                            ..SEND_TEMPL
+                        };
+                        let _ = c.on_segment(t(now), &seg);
+                    }
+                    Step::Wait(ms) => now += ms,
+                    Step::Send(n) => { let _ = c.send(&payload[..n.min(200)]); }
+                    Step::Recv(n) => { let mut b = vec![0; n]; let _ = c.recv(&mut b); }
+                    Step::Shutdown => c.shutdown_write(t(now)),
+                    Step::Close => c.close(t(now)),
+                }
+                let mss = c.eff_mss();
+                let mut bad = None;
+                c.poll_transmit(t(now), |r| {
+                    if r.payload.len() > mss {
+                        bad = Some(r.payload.len());
+                    }
+                    true
+                });
+                prop_assert_eq!(bad, None, "segment over the MSS");
+                check(&c, t(now))?;
+            }
+        }
+    }
+}
