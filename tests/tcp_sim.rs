@@ -67,6 +67,8 @@ struct Scenario {
     b_len: usize,
     close: CloseOrder,
     simultaneous_open: bool,
+    /// The listener's SYN queue is full, so the client gets a SYN cookie.
+    syn_cookie: bool,
     /// Readers that only read every so often, to close the window.
     slow_reader: bool,
     /// Writers that write `chunk` bytes, then pause (keep-alive, Nagle).
@@ -167,6 +169,7 @@ fn scenario(seed: u64) -> Scenario {
             _ => CloseOrder::Simultaneous,
         },
         simultaneous_open: r.chance(0.1),
+        syn_cookie: r.chance(0.1),
         slow_reader: r.chance(0.2),
         paced: r
             .chance(0.2)
@@ -257,7 +260,26 @@ impl Sim {
             ));
             None
         } else {
-            Some(Listener::new(sc.b_cfg.clone(), tuple_a.remote, key_b, 8, 8))
+            let mut l = Listener::new(sc.b_cfg.clone(), tuple_a.remote, key_b, 1, 8);
+            if sc.syn_cookie {
+                // A half-open connection from elsewhere fills the SYN queue.
+                let ghost = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 9), 999);
+                let syn = TcpRepr {
+                    src_port: 999,
+                    dst_port: tuple_a.remote.port(),
+                    seq_number: xdpstack::wire::SeqNumber(1),
+                    ack_number: xdpstack::wire::SeqNumber(0),
+                    flags: xdpstack::wire::TcpFlags(xdpstack::wire::TcpFlags::SYN),
+                    window: 1000,
+                    urgent_pointer: 0,
+                    options: Default::default(),
+                    payload: &[],
+                };
+                l.on_segment(now, ghost, &syn).expect("ghost SYN");
+            } else {
+                l.set_syn_cookies(false);
+            }
+            Some(l)
         };
         Sim {
             rng: Rng::new(seed),
@@ -299,19 +321,31 @@ impl Sim {
                 r.options
             );
         }
-        if self.rng.chance(self.sc.loss) {
+        // A connection made from a SYN cookie cannot survive the loss or
+        // reordering of the handshake's ACK against the first data (the
+        // listener answers a later segment with RST, as Linux does), so
+        // faults start once the listener has accepted it.
+        let faults = !(self.sc.syn_cookie && self.b.conn.is_none());
+        if faults && self.rng.chance(self.sc.loss) {
             return;
         }
-        let copies = if self.rng.chance(self.sc.dup) { 2 } else { 1 };
+        let copies = if faults && self.rng.chance(self.sc.dup) {
+            2
+        } else {
+            1
+        };
         for _ in 0..copies {
-            let mut delay = self.sc.delay_ms * 1000 + self.rng.below(self.sc.jitter_ms * 1000 + 1);
-            if self.rng.chance(self.sc.reorder) {
+            let mut delay = self.sc.delay_ms * 1000;
+            if faults {
+                delay += self.rng.below(self.sc.jitter_ms * 1000 + 1);
+            }
+            if faults && self.rng.chance(self.sc.reorder) {
                 delay += self.rng.below(3 * self.sc.delay_ms * 1000 + 1000);
             }
             let (src, dst) = self.addrs(to_b);
             let mut bytes = vec![0u8; r.buffer_len()];
             r.emit(&mut TcpPacket::new_unchecked(&mut bytes[..]), src, dst);
-            if self.rng.chance(self.sc.corrupt) {
+            if faults && self.rng.chance(self.sc.corrupt) {
                 let i = self.rng.below(bytes.len() as u64) as usize;
                 bytes[i] ^= 1 << self.rng.below(8);
             }
@@ -412,8 +446,11 @@ impl Sim {
             c.poll_transmit(now, grab(&mut out, false));
         }
         if let Some(l) = self.listener.as_mut() {
-            l.poll_transmit(now, |_, r| {
-                out.push((false, TcpRepr { payload: &[], ..*r }, r.payload.to_vec()));
+            let a_addr = self.tuple_a.local;
+            l.poll_transmit(now, |to, r| {
+                if to == a_addr {
+                    out.push((false, TcpRepr { payload: &[], ..*r }, r.payload.to_vec()));
+                }
                 true
             });
             if self.b.conn.is_none() {
@@ -525,7 +562,7 @@ impl Sim {
         [get(&self.a), get(&self.b)]
     }
 
-    fn run(&mut self) -> Result<([Counters; 2], u64), String> {
+    fn run(&mut self) -> Result<([Counters; 2], u64, u64), String> {
         let limit = Instant::from_secs(3600);
         for _ in 0..2_000_000 {
             self.app(true)?;
@@ -537,7 +574,11 @@ impl Sim {
             }
             if self.a.done() && self.b.done() {
                 self.check()?;
-                return Ok((self.counters(), self.corrupted));
+                let cookies = self
+                    .listener
+                    .as_ref()
+                    .map_or(0, |l| l.counters().cookies_accepted);
+                return Ok((self.counters(), self.corrupted, cookies));
             }
             match self.next_deadline() {
                 Some(t) if t > limit => return Err(self.stuck("virtual time limit")),
@@ -605,7 +646,7 @@ impl Sim {
     }
 }
 
-fn run_seed(seed: u64, trace: bool) -> Result<([Counters; 2], u64), String> {
+fn run_seed(seed: u64, trace: bool) -> Result<([Counters; 2], u64, u64), String> {
     match std::panic::catch_unwind(|| Sim::new(seed, trace).run()) {
         Ok(r) => r,
         Err(e) => Err(format!(
@@ -633,10 +674,12 @@ fn many_seeds() {
     let mut failures = Vec::new();
     let mut total = Counters::default();
     let mut corrupted = 0;
+    let mut cookies = 0;
     for seed in 0..n {
         match run_seed(seed, false) {
-            Ok((cs, bad)) => {
+            Ok((cs, bad, cookie)) => {
                 corrupted += bad;
+                cookies += cookie;
                 for c in cs {
                     total.segments_out += c.segments_out;
                     total.retransmits += c.retransmits;
@@ -653,7 +696,9 @@ fn many_seeds() {
             Err(e) => failures.push((seed, e)),
         }
     }
-    println!("{n} seeds: {corrupted} corrupted segments caught; {total:?}");
+    println!(
+        "{n} seeds: {corrupted} corrupted segments caught, {cookies} SYN-cookie connections; {total:?}"
+    );
     if let Some((seed, _)) = failures.first() {
         for (s, e) in failures.iter().take(10) {
             eprintln!("seed {s}: {e}\n  {:?}", scenario(*s));
@@ -674,6 +719,7 @@ fn many_seeds() {
         assert!(total.zero_window_probes > 0, "no zero-window probe");
         assert!(total.keepalive_probes > 0, "no keep-alive probe");
         assert!(corrupted > 0, "no corruption");
+        assert!(cookies > 0, "no SYN cookie");
     }
 }
 

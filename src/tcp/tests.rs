@@ -2319,10 +2319,16 @@ fn timestamp_echo_older_than_a_retransmission_is_no_sample() {
         timestamps: true,
         ..cfg()
     };
-    let mut c = established_with(cfg, TcpOptions {
-        timestamps: Some(Timestamps { tsval: 100, tsecr: 0 }),
-        ..OPTS_NONE
-    });
+    let mut c = established_with(
+        cfg,
+        TcpOptions {
+            timestamps: Some(Timestamps {
+                tsval: 100,
+                tsecr: 0,
+            }),
+            ..OPTS_NONE
+        },
+    );
     c.set_nodelay(true);
     c.send(b"abc").unwrap();
     let first = output(&mut c, t(10));
@@ -2350,7 +2356,13 @@ fn timestamp_echo_older_than_a_retransmission_is_no_sample() {
 fn pure_ack_stays_inside_the_peers_window() {
     let mut c = socket_established();
     c.set_nodelay(true);
-    send!(c, TcpRepr { window: 4, ..peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1) });
+    send!(
+        c,
+        TcpRepr {
+            window: 4,
+            ..peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1)
+        }
+    );
     c.send(b"abcd").unwrap();
     assert_eq!(output(&mut c, t(0)).len(), 1);
     // Timeout rewinds SND.NXT; the peer then shrinks its window to zero.
@@ -2372,7 +2384,11 @@ fn pure_ack_stays_inside_the_peers_window() {
 fn pure_segment_on_the_right_edge_is_acceptable() {
     let mut c = socket_established();
     send!(c, peer_ack(REMOTE_SEQ + 1 + 64, LOCAL_SEQ + 1));
-    send!(c, peer_ack(REMOTE_SEQ + 2 + 64, LOCAL_SEQ + 1), Err(DropReason::OutOfWindow));
+    send!(
+        c,
+        peer_ack(REMOTE_SEQ + 2 + 64, LOCAL_SEQ + 1),
+        Err(DropReason::OutOfWindow)
+    );
 }
 
 // ---- arbitrary input: no panic, invariants hold ----
@@ -2462,7 +2478,10 @@ mod fuzz {
         prop_assert!(c.recv_queue() <= c.rcv_buf.capacity());
         prop_assert!(tcb.snd_wnd_shift <= 14 && tcb.rcv_wnd_shift <= 14);
         if let Some(at) = c.poll_timeout() {
-            prop_assert!(at + Duration::from_secs(200) >= now, "deadline far in the past");
+            prop_assert!(
+                at + Duration::from_secs(200) >= now,
+                "deadline far in the past"
+            );
         }
         Ok(())
     }
