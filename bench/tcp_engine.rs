@@ -122,8 +122,7 @@ impl Pair {
                 self.wire.give(&mut self.b, now);
             }
         }
-        loop {
-            let Ok((x, y)) = self.b.peek() else { break };
+        while let Ok((x, y)) = self.b.peek() {
             let len = x.len() + y.len();
             if len == 0 {
                 break;
