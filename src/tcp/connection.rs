@@ -529,11 +529,34 @@ impl Connection {
         }
     }
 
-    /// Close both directions: shut down writing and discard what arrives.
+    /// Close both directions. Like Linux (and RFC 2525 §2.17), closing
+    /// with unread data aborts with RST, since the peer would otherwise
+    /// believe it was delivered; otherwise writing is shut down (FIN after
+    /// the queued data) and data arriving later resets the connection.
     pub fn close(&mut self, now: Instant) {
         self.app_closed = true;
-        self.rcv_buf.consume(usize::MAX);
+        if !self.rcv_buf.is_empty() {
+            self.rcv_buf.consume(usize::MAX);
+            self.abort(now);
+            return;
+        }
         self.shutdown_write(now);
+    }
+
+    /// RFC 6191-style TIME-WAIT reuse: may `syn` (a SYN for this 4-tuple
+    /// arriving in TIME-WAIT) start a new connection? Yes when its timestamp
+    /// is newer than the last one seen, or, without timestamps, when its
+    /// sequence number lies beyond RCV.NXT. The caller then drops this
+    /// connection and hands the SYN to the listener.
+    pub fn syn_may_reopen(&self, syn: &TcpRepr<'_>) -> bool {
+        if self.state != State::TimeWait || !syn.flags.syn() || syn.flags.ack() || syn.flags.rst() {
+            return false;
+        }
+        match (self.tcb.ts_enabled, syn.options.timestamps) {
+            (true, Some(ts)) => (ts.tsval.wrapping_sub(self.tcb.ts_recent) as i32) > 0,
+            (true, None) => false,
+            (false, _) => syn.seq_number > self.tcb.rcv_nxt,
+        }
     }
 
     /// Abort (RFC 9293 §3.10.5): send RST in synchronized states, drop
@@ -548,7 +571,7 @@ impl Connection {
                 | State::CloseWait
         ) {
             self.pending_rst = Some(PendingRst {
-                seq: self.tcb.snd_nxt,
+                seq: self.ack_seq(),
                 ack: None,
             });
         }

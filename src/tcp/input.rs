@@ -441,7 +441,11 @@ impl Connection {
                 }
             }
             if self.app_closed {
+                // Nobody will read it: reset, as Linux does for data that
+                // reaches a closed socket.
                 self.rcv_buf.consume(usize::MAX);
+                self.abort(now);
+                return Ok(());
             }
         }
 

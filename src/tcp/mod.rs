@@ -3,7 +3,7 @@
 //!
 //! This module owns TCP connection state and nothing else: it never reads a
 //! clock (every call takes `now`), never touches a socket or a frame, and
-//! works on parsed [`TcpRepr`] values plus the connection's [`FourTuple`].
+//! works on parsed [`TcpRepr`](crate::wire::tcp::TcpRepr) values plus the connection's [`FourTuple`].
 //!
 //! # Using a connection
 //! - Open: [`Connection::connect`] (active) or a [`Listener`] that turns
@@ -24,22 +24,57 @@
 //! - A segment for which no connection or listener exists is answered with
 //!   [`rst_for_unmatched`] (RFC 9293 §3.10.7.1).
 //!
+//! # Layout
+//! - `tcb`: the RFC 9293 §3.3.1 sequence variables under their RFC names.
+//! - `state`: the eleven states and the one function that changes them.
+//! - `connection`: the connection and its application API.
+//! - `input`: segment arrival (RFC 9293 §3.10.7, RFC 5961, PAWS).
+//! - `output`: what to send, timers that cause sending (RFC 6298, persist,
+//!   delayed ACK, keep-alive, TIME-WAIT).
+//! - `listen`: the listen backlog (SYN queue, accept queue, SYN cookies).
+//! - `buffer`: send ring and receive ring with out-of-order reassembly.
+//! - `rtt`: SRTT/RTTVAR/RTO; `timers`: the per-connection timer table;
+//!   `isn`: RFC 6528 ISNs; `congestion`: the controller trait and NewReno.
+//!
 //! # Decisions
-//! - Zero-window probes follow Linux: a pure ACK with SEQ = SND.UNA - 1
-//!   (outside the peer's window) that makes it answer with its window,
-//!   instead of sending one byte past the window.
+//! - Zero-window probes and keep-alive probes follow Linux: a pure ACK with
+//!   SEQ = SND.UNA - 1 (outside the peer's window) that makes it answer with
+//!   its window, instead of sending one byte past the window.
 //! - Retransmission on timeout goes back to SND.UNA (go-back-N); the window
 //!   then refills as ACKs arrive. SND.MAX remembers the highest sequence
 //!   number ever sent, so ACK acceptability (RFC 5961 §5.2) is judged
-//!   against it, not against a rewound SND.NXT.
+//!   against it, not against a rewound SND.NXT. A pure ACK carries SND.MAX
+//!   (capped at the right edge of the peer's window, Linux's
+//!   `tcp_acceptable_seq`), and a segment without text exactly on our
+//!   window's right edge is accepted, as Linux does.
+//! - Duplicate ACKs for out-of-window segments without data are limited to
+//!   one per 500 ms (as Linux's `tcp_invalid_ratelimit`), so two ends can
+//!   never ping-pong ACKs.
+//! - Nagle uses Minshall's variant: a small segment waits only while an
+//!   earlier small segment is unacknowledged, so the tail of a bulk write
+//!   goes out at once.
+//! - Karn's rule covers timestamps too: an echoed TSval older than the last
+//!   retransmission may belong to a transmission whose ACK was lost, so it
+//!   is no RTT sample (otherwise the RTO inflates after ACK loss).
+//! - The receiver ACKs at once for out-of-order data, for data filling a
+//!   hole, for a FIN, and when the window drops below one segment;
+//!   otherwise every second full-sized segment or after `ack_delay`.
 //! - Payload carried on a SYN or SYN-ACK is not queued (it is not
 //!   acknowledged either, so the peer sends it again).
 //! - A segment without a timestamp on a connection that negotiated them is
 //!   accepted (as Linux does), not dropped.
 //! - RST in TIME-WAIT is ignored (RFC 1337 protection against TIME-WAIT
-//!   assassination); the 2*MSL timer ends the connection.
+//!   assassination); the 2*MSL timer ends the connection. RST in CLOSING or
+//!   LAST-ACK closes without an error (RFC 9293 §3.10.7.4).
+//! - `close` with unread data sends RST (RFC 2525 §2.17, as Linux), and
+//!   data reaching a closed connection resets it.
 //! - Challenge ACKs are rate-limited per connection
 //!   ([`Config::challenge_ack_limit`] per second).
+//! - A SYN-cookie connection has no window scaling, SACK or timestamps, and
+//!   if the handshake's ACK is lost and a later data segment arrives first,
+//!   the listener answers with RST (as Linux does).
+//! - TIME-WAIT reuse (RFC 6191) is the caller's decision, helped by
+//!   [`Connection::syn_may_reopen`].
 
 mod buffer;
 pub mod congestion;

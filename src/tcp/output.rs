@@ -235,7 +235,7 @@ impl Connection {
     /// peer's RCV.NXT the ACK would be unacceptable and ignored), but not
     /// past the right edge of the peer's window (Linux's
     /// `tcp_acceptable_seq`).
-    fn ack_seq(&self) -> SeqNumber {
+    pub(super) fn ack_seq(&self) -> SeqNumber {
         let t = &self.tcb;
         let wnd_end = t.snd_una + t.snd_wnd;
         if t.snd_max <= wnd_end {

@@ -2540,3 +2540,112 @@ mod fuzz {
         }
     }
 }
+
+// ---- close with unread data, data after close, TIME-WAIT reuse ----
+
+#[test]
+fn close_with_unread_data_resets() {
+    let mut c = socket_established();
+    send!(
+        c,
+        TcpRepr {
+            payload: b"unread",
+            ..peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1)
+        }
+    );
+    c.close(t(0));
+    assert_eq!(c.state(), State::Closed);
+    assert_eq!(c.close_reason(), Some(CloseReason::Aborted));
+    recv!(
+        c,
+        [TcpRepr {
+            flags: flags(RST),
+            seq_number: LOCAL_SEQ + 1,
+            window: 0,
+            ..RECV_TEMPL
+        }]
+    );
+}
+
+#[test]
+fn data_after_close_resets() {
+    let mut c = socket_established();
+    c.close(t(0));
+    output(&mut c, t(0));
+    assert_eq!(c.state(), State::FinWait1);
+    send!(
+        c,
+        TcpRepr {
+            payload: b"late",
+            ..peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 2)
+        }
+    );
+    assert_eq!(c.state(), State::Closed);
+    recv!(
+        c,
+        [TcpRepr {
+            flags: flags(RST),
+            seq_number: LOCAL_SEQ + 2,
+            window: 0,
+            ..RECV_TEMPL
+        }]
+    );
+}
+
+#[test]
+fn time_wait_reuse_rules() {
+    let c = socket_time_wait();
+    let syn = |seq: SeqNumber| TcpRepr {
+        flags: flags(SYN),
+        seq_number: seq,
+        ..SEND_TEMPL
+    };
+    assert!(c.syn_may_reopen(&syn(REMOTE_SEQ + 1000)));
+    assert!(!c.syn_may_reopen(&syn(REMOTE_SEQ)));
+    assert!(!c.syn_may_reopen(&TcpRepr {
+        flags: flags(SYN | ACK),
+        ..syn(REMOTE_SEQ + 1000)
+    }));
+    assert!(!socket_established().syn_may_reopen(&syn(REMOTE_SEQ + 1000)));
+    // With timestamps the TSval decides.
+    let cfg = Config {
+        timestamps: true,
+        ..cfg()
+    };
+    let mut c = established_with(
+        cfg,
+        TcpOptions {
+            timestamps: Some(Timestamps {
+                tsval: 100,
+                tsecr: 0,
+            }),
+            ..OPTS_NONE
+        },
+    );
+    c.shutdown_write(t(0));
+    output(&mut c, t(0));
+    send!(
+        c,
+        TcpRepr {
+            flags: flags(FIN | ACK),
+            options: TcpOptions {
+                timestamps: Some(Timestamps {
+                    tsval: 500,
+                    tsecr: 0
+                }),
+                ..OPTS_NONE
+            },
+            ..peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 2)
+        }
+    );
+    assert_eq!(c.state(), State::TimeWait);
+    let ts_syn = |tsval: u32, seq: SeqNumber| TcpRepr {
+        options: TcpOptions {
+            timestamps: Some(Timestamps { tsval, tsecr: 0 }),
+            ..OPTS_NONE
+        },
+        ..syn(seq)
+    };
+    assert!(c.syn_may_reopen(&ts_syn(501, REMOTE_SEQ)));
+    assert!(!c.syn_may_reopen(&ts_syn(400, REMOTE_SEQ + 1000)));
+}
