@@ -10,10 +10,12 @@
 //! out-of-order ranges. Overlapping and duplicate segments are written over
 //! the same positions, so no byte is delivered twice and none is lost.
 
-/// A byte ring of fixed capacity.
+/// A byte ring of fixed capacity. The memory is allocated at the first
+/// write, so idle and embryonic connections (a SYN flood) cost none.
 #[derive(Debug, Clone)]
 struct Ring {
-    buf: Box<[u8]>,
+    buf: Vec<u8>,
+    cap: usize,
     /// Index of the first byte.
     head: usize,
 }
@@ -21,13 +23,14 @@ struct Ring {
 impl Ring {
     fn new(cap: usize) -> Ring {
         Ring {
-            buf: vec![0; cap].into_boxed_slice(),
+            buf: Vec::new(),
+            cap,
             head: 0,
         }
     }
 
     fn cap(&self) -> usize {
-        self.buf.len()
+        self.cap
     }
 
     fn pos(&self, off: usize) -> usize {
@@ -45,6 +48,9 @@ impl Ring {
         if data.is_empty() {
             return;
         }
+        if self.buf.is_empty() {
+            self.buf = vec![0; self.cap];
+        }
         let p = self.pos(off);
         let first = data.len().min(self.cap() - p);
         self.buf[p..p + first].copy_from_slice(&data[..first]);
@@ -54,6 +60,9 @@ impl Ring {
 
     /// The contiguous bytes from `off`, at most `max`, stopping at the wrap.
     fn slice(&self, off: usize, max: usize) -> &[u8] {
+        if self.buf.is_empty() {
+            return &[];
+        }
         let p = self.pos(off);
         let n = max.min(self.cap() - p);
         &self.buf[p..p + n]
@@ -376,6 +385,19 @@ mod tests {
         assert_eq!(b.window(), 0);
         let (x, y) = b.peek();
         assert_eq!(x.len() + y.len(), 16);
+    }
+
+    #[test]
+    fn memory_comes_with_the_first_byte() {
+        let mut b = RecvBuffer::new(1 << 20, 4);
+        assert_eq!(b.ring.buf.len(), 0);
+        assert_eq!(b.window(), 1 << 20);
+        assert_eq!(b.peek(), (&[][..], &[][..]));
+        b.insert(0, b"x").unwrap();
+        assert_eq!(b.ring.buf.len(), 1 << 20);
+        let s = SendBuffer::new(4096);
+        assert_eq!(s.ring.buf.len(), 0);
+        assert_eq!(s.slice(0, 10), b"");
     }
 
     #[test]
