@@ -7,7 +7,8 @@
 //!
 //! A failing seed is printed with the command that replays it:
 //! `TCP_SIM_SEED=<seed> cargo test --profile ci --test tcp_sim replay`.
-//! `TCP_SIM_SEEDS=<n>` changes how many seeds `many_seeds` runs (default 5000).
+//! `TCP_SIM_SEEDS=<n>` changes how many seeds `many_seeds` runs (default
+//! 5000), `TCP_SIM_FIRST=<seed>` where they start (default 0).
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use xdpstack::phy::rng;
@@ -671,11 +672,15 @@ fn many_seeds() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(5000);
+    let first: u64 = std::env::var("TCP_SIM_FIRST")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     let mut failures = Vec::new();
     let mut total = Counters::default();
     let mut corrupted = 0;
     let mut cookies = 0;
-    for seed in 0..n {
+    for seed in first..first + n {
         match run_seed(seed, false) {
             Ok((cs, bad, cookie)) => {
                 corrupted += bad;

@@ -403,6 +403,15 @@ impl Connection {
             }
             seq = rcv_nxt;
         }
+        // Nothing exists past a FIN already seen (a peer that says otherwise
+        // is broken or hostile; the first FIN wins).
+        if let Some(f) = self.rcv_fin_seq {
+            let keep = f - seq;
+            if data.len() >= keep {
+                data = &data[..keep];
+                fin = false;
+            }
+        }
         // Trim to what the buffer can hold.
         let room = self.rcv_buf.window() - (seq - rcv_nxt).min(self.rcv_buf.window());
         if data.len() > room {
@@ -449,7 +458,7 @@ impl Connection {
             }
         }
 
-        if fin {
+        if fin && self.rcv_fin_seq.is_none() {
             self.rcv_fin_seq = Some(seq + data.len());
         }
         if let Some(fin_seq) = self.rcv_fin_seq {

@@ -2649,3 +2649,74 @@ fn time_wait_reuse_rules() {
     assert!(c.syn_may_reopen(&ts_syn(501, REMOTE_SEQ)));
     assert!(!c.syn_may_reopen(&ts_syn(400, REMOTE_SEQ + 1000)));
 }
+
+#[test]
+fn sender_sws_avoidance_and_override() {
+    let mut c = socket_established();
+    c.snd_buf = SendBuffer::new(1024);
+    c.tcb.send_mss = 100;
+    // The peer offered 1000 once; now only 10 bytes are usable.
+    send!(
+        c,
+        TcpRepr {
+            window: 1000,
+            ..peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1)
+        }
+    );
+    send!(
+        c,
+        TcpRepr {
+            window: 10,
+            ..peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1)
+        }
+    );
+    c.send(&[1; 300]).unwrap();
+    // 10 bytes is neither a full segment nor half the largest window.
+    recv_nothing!(c, time 0);
+    // The override timeout sends what fits.
+    let at = c.poll_timeout().unwrap();
+    let out = output(&mut c, at);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].payload.len(), 10);
+    // Half of the largest window is enough to send at once.
+    send!(
+        c,
+        TcpRepr {
+            window: 510,
+            ..peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 11)
+        }
+    );
+    let out = output(&mut c, at);
+    let lens: Vec<usize> = out.iter().map(|s| s.payload.len()).collect();
+    assert_eq!(lens, [100, 100, 90]);
+}
+
+#[test]
+fn nothing_is_accepted_past_the_fin() {
+    let mut c = socket_established();
+    // FIN out of order at +4, then data claiming to run past it.
+    send!(
+        c,
+        TcpRepr {
+            flags: flags(ACK | FIN),
+            ..peer_ack(REMOTE_SEQ + 5, LOCAL_SEQ + 1)
+        }
+    );
+    send!(
+        c,
+        TcpRepr {
+            payload: b"cdefgh",
+            ..peer_ack(REMOTE_SEQ + 3, LOCAL_SEQ + 1)
+        }
+    );
+    send!(
+        c,
+        TcpRepr {
+            payload: b"ab",
+            ..peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1)
+        }
+    );
+    assert_eq!(c.state(), State::CloseWait);
+    assert_eq!(c.recv_queue(), 4);
+    assert_eq!(c.tcb().rcv_nxt, REMOTE_SEQ + 6);
+}
