@@ -186,7 +186,8 @@ impl Listener {
             self.queue_rst(remote, r.seq, r.ack);
             return self.drop(DropReason::ListenNotSyn);
         }
-        if !f.syn() {
+        // SYN+FIN is no connection request (Linux drops it too).
+        if !f.syn() || f.fin() {
             return self.drop(DropReason::ListenNotSyn);
         }
         if self.syn_queue.len() >= self.syn_backlog {

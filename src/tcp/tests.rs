@@ -535,7 +535,16 @@ fn listen_rst_ignored_ack_answered_with_rst() {
         l.on_segment(t(0), REMOTE, &fin),
         Err(DropReason::ListenNotSyn)
     );
+    let synfin = TcpRepr {
+        flags: flags(SYN | FIN),
+        ..SEND_TEMPL
+    };
+    assert_eq!(
+        l.on_segment(t(0), REMOTE, &synfin),
+        Err(DropReason::ListenNotSyn)
+    );
     assert!(listener_output(&mut l, t(0)).is_empty());
+    assert_eq!(l.syn_queue_len(), 0);
 }
 
 #[test]
