@@ -621,13 +621,22 @@ impl Connection {
         }
     }
 
-    /// (Re)start the keep-alive idle timer (RFC 9293 §3.8.4).
+    /// (Re)start the keep-alive idle timer (RFC 9293 §3.8.4): it runs in
+    /// the states where the connection can sit idle waiting for the peer.
     pub(super) fn restart_keepalive(&mut self, now: Instant) {
         self.keepalive_sent = 0;
-        if let Some(k) = self.cfg.keepalive {
-            if matches!(self.state, State::Established | State::CloseWait) {
-                self.timers.set(TimerKind::Keepalive, now + k.idle);
+        match self.cfg.keepalive {
+            Some(k) if self.keepalive_state() => {
+                self.timers.set(TimerKind::Keepalive, now + k.idle)
             }
+            _ => self.timers.clear(TimerKind::Keepalive),
         }
+    }
+
+    pub(super) fn keepalive_state(&self) -> bool {
+        matches!(
+            self.state,
+            State::Established | State::CloseWait | State::FinWait1 | State::FinWait2
+        )
     }
 }

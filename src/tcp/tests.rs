@@ -2729,3 +2729,38 @@ fn nothing_is_accepted_past_the_fin() {
     assert_eq!(c.recv_queue(), 4);
     assert_eq!(c.tcb().rcv_nxt, REMOTE_SEQ + 6);
 }
+
+#[test]
+fn keepalive_waits_while_data_is_in_flight_and_runs_in_fin_wait_2() {
+    let mut c = socket_established();
+    c.cfg.keepalive = Some(Keepalive {
+        idle: Duration::from_secs(10),
+        interval: Duration::from_secs(1),
+        probes: 2,
+    });
+    c.cfg.data_retries = 100;
+    c.cfg.max_rto = Duration::from_secs(60);
+    send!(c, time 0, peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1));
+    c.send(b"abc").unwrap();
+    output(&mut c, t(0));
+    // Retransmissions run; keep-alive does not probe meanwhile.
+    let mut now = 0;
+    while now < 40_000 {
+        now = c.poll_timeout().unwrap().total_millis();
+        for s in output(&mut c, t(now)) {
+            assert!(
+                !s.payload.is_empty(),
+                "no keep-alive probe with data in flight"
+            );
+        }
+    }
+    assert_eq!(c.counters().keepalive_probes, 0);
+    // Acknowledged and half-closed: FIN-WAIT-2 still probes an idle peer.
+    send!(c, time now, peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 4));
+    c.shutdown_write(t(now));
+    output(&mut c, t(now));
+    send!(c, time now, peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 5));
+    assert_eq!(c.state(), State::FinWait2);
+    assert_eq!(c.poll_timeout(), Some(t(now + 10_000)));
+    recv!(c, time now + 10_000, [our_ack(LOCAL_SEQ + 4, REMOTE_SEQ + 1)]);
+}
