@@ -85,7 +85,6 @@ impl Connection {
                     }
                 } else if self.keepalive_sent >= k.probes {
                     self.close_with(now, CloseReason::TimedOut);
-                    return;
                 } else {
                     self.keepalive_sent += 1;
                     self.keepalive_pending = true;
