@@ -2764,3 +2764,240 @@ fn keepalive_waits_while_data_is_in_flight_and_runs_in_fin_wait_2() {
     assert_eq!(c.poll_timeout(), Some(t(now + 10_000)));
     recv!(c, time now + 10_000, [our_ack(LOCAL_SEQ + 4, REMOTE_SEQ + 1)]);
 }
+
+// ---- the reaction matrix: every synchronized state x every segment kind ----
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reply {
+    Nothing,
+    Ack,
+    Rst,
+    SynAck,
+}
+
+fn classify(out: &[Seg]) -> Reply {
+    match out {
+        [] => Reply::Nothing,
+        [s] if s.repr.flags.rst() => Reply::Rst,
+        [s] if s.repr.flags.syn() => Reply::SynAck,
+        [s] if s.repr.flags == flags(ACK) && s.payload.is_empty() => Reply::Ack,
+        other => panic!("unexpected output {other:?}"),
+    }
+}
+
+#[test]
+fn reaction_matrix() {
+    use Reply::*;
+    use State::*;
+    // Columns: SYN in / SYN out / ACK in / ACK out / data in / data out /
+    // FIN in / FIN out / RST exact / RST in window / RST out.
+    type Row = (fn() -> Connection, [(State, Reply); 11]);
+    let table: [Row; 8] = [
+        (
+            socket_syn_received,
+            [
+                (SynReceived, Ack),
+                (SynReceived, Ack),
+                (Established, Nothing),
+                (SynReceived, Ack),
+                (Established, Nothing),
+                (SynReceived, Ack),
+                (CloseWait, Ack),
+                (SynReceived, Ack),
+                (Closed, Nothing),
+                (SynReceived, Ack),
+                (SynReceived, Nothing),
+            ],
+        ),
+        (
+            socket_established,
+            [
+                (Established, Ack),
+                (Established, Ack),
+                (Established, Nothing),
+                (Established, Ack),
+                (Established, Nothing),
+                (Established, Ack),
+                (CloseWait, Ack),
+                (Established, Ack),
+                (Closed, Nothing),
+                (Established, Ack),
+                (Established, Nothing),
+            ],
+        ),
+        (
+            socket_fin_wait_1,
+            [
+                (FinWait1, Ack),
+                (FinWait1, Ack),
+                (FinWait1, Nothing),
+                (FinWait1, Ack),
+                (FinWait1, Nothing),
+                (FinWait1, Ack),
+                (Closing, Ack),
+                (FinWait1, Ack),
+                (Closed, Nothing),
+                (FinWait1, Ack),
+                (FinWait1, Nothing),
+            ],
+        ),
+        (
+            socket_fin_wait_2,
+            [
+                (FinWait2, Ack),
+                (FinWait2, Ack),
+                (FinWait2, Nothing),
+                (FinWait2, Ack),
+                (FinWait2, Nothing),
+                (FinWait2, Ack),
+                (TimeWait, Ack),
+                (FinWait2, Ack),
+                (Closed, Nothing),
+                (FinWait2, Ack),
+                (FinWait2, Nothing),
+            ],
+        ),
+        (
+            socket_close_wait,
+            [
+                (CloseWait, Ack),
+                (CloseWait, Ack),
+                (CloseWait, Nothing),
+                (CloseWait, Ack),
+                (CloseWait, Nothing),
+                (CloseWait, Ack),
+                (CloseWait, Nothing),
+                (CloseWait, Ack),
+                (Closed, Nothing),
+                (CloseWait, Ack),
+                (CloseWait, Nothing),
+            ],
+        ),
+        (
+            socket_closing,
+            [
+                (Closing, Ack),
+                (Closing, Ack),
+                (Closing, Nothing),
+                (Closing, Ack),
+                (Closing, Nothing),
+                (Closing, Ack),
+                (Closing, Nothing),
+                (Closing, Ack),
+                (Closed, Nothing),
+                (Closing, Ack),
+                (Closing, Nothing),
+            ],
+        ),
+        (
+            socket_last_ack,
+            [
+                (LastAck, Ack),
+                (LastAck, Ack),
+                (LastAck, Nothing),
+                (LastAck, Ack),
+                (LastAck, Nothing),
+                (LastAck, Ack),
+                (LastAck, Nothing),
+                (LastAck, Ack),
+                (Closed, Nothing),
+                (LastAck, Ack),
+                (LastAck, Nothing),
+            ],
+        ),
+        (
+            socket_time_wait,
+            [
+                (TimeWait, Ack),
+                (TimeWait, Ack),
+                (TimeWait, Nothing),
+                (TimeWait, Ack),
+                (TimeWait, Nothing),
+                (TimeWait, Ack),
+                (TimeWait, Nothing),
+                (TimeWait, Ack),
+                (TimeWait, Nothing),
+                (TimeWait, Nothing),
+                (TimeWait, Nothing),
+            ],
+        ),
+    ];
+    for (make, row) in table {
+        for (col, want) in row.iter().enumerate() {
+            let mut c = make();
+            let start = c.state();
+            let r = c.tcb().rcv_nxt;
+            // An ACK that acknowledges nothing new (or, in SYN-RECEIVED,
+            // exactly our SYN).
+            let ack = if start == SynReceived {
+                LOCAL_SEQ + 1
+            } else {
+                c.tcb().snd_una
+            };
+            let base = TcpRepr {
+                seq_number: r,
+                ack_number: ack,
+                ..SEND_TEMPL
+            };
+            let far = r + 1000;
+            let seg = match col {
+                0 => TcpRepr {
+                    flags: flags(SYN),
+                    seq_number: r + 5,
+                    ..base
+                },
+                1 => TcpRepr {
+                    flags: flags(SYN),
+                    seq_number: far,
+                    ..base
+                },
+                2 => TcpRepr {
+                    flags: flags(ACK),
+                    ..base
+                },
+                3 => TcpRepr {
+                    flags: flags(ACK),
+                    seq_number: far,
+                    ..base
+                },
+                4 => TcpRepr {
+                    flags: flags(ACK),
+                    payload: b"0123456789",
+                    ..base
+                },
+                5 => TcpRepr {
+                    flags: flags(ACK),
+                    seq_number: far,
+                    payload: b"0123456789",
+                    ..base
+                },
+                6 => TcpRepr {
+                    flags: flags(ACK | FIN),
+                    ..base
+                },
+                7 => TcpRepr {
+                    flags: flags(ACK | FIN),
+                    seq_number: far,
+                    ..base
+                },
+                8 => TcpRepr {
+                    flags: flags(RST),
+                    ..base
+                },
+                9 => TcpRepr {
+                    flags: flags(RST),
+                    seq_number: r + 5,
+                    ..base
+                },
+                _ => TcpRepr {
+                    flags: flags(RST),
+                    seq_number: far,
+                    ..base
+                },
+            };
+            let _ = c.on_segment(t(1), &seg);
+            let got = (c.state(), classify(&output(&mut c, t(1))));
+            assert_eq!(got, *want, "{start:?}, column {col}: {seg:?}");
+        }
+    }
+}
