@@ -70,11 +70,15 @@ impl From<PollArg> for PollMode {
 }
 
 /// A comma-separated list of CPU numbers, e.g. `0,2,3`.
-fn parse_cores(s: &str) -> Result<Vec<usize>, String> {
+#[derive(Clone, Debug, Default)]
+struct CoreList(Vec<usize>);
+
+fn parse_cores(s: &str) -> Result<CoreList, String> {
     s.split(',')
         .filter(|p| !p.is_empty())
         .map(|p| p.trim().parse::<usize>().map_err(|e| format!("{p}: {e}")))
-        .collect()
+        .collect::<Result<Vec<_>, _>>()
+        .map(CoreList)
 }
 
 #[derive(Args, Debug)]
@@ -105,7 +109,7 @@ struct ServeArgs {
     poll: PollArg,
     /// CPUs to pin the workers to, in queue order (e.g. `0,1`).
     #[arg(long, value_parser = parse_cores)]
-    cores: Option<Vec<usize>>,
+    cores: Option<CoreList>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -177,7 +181,7 @@ struct ReflectorArgs {
     queues: u32,
     /// CPUs to pin the threads to, in queue order.
     #[arg(long, value_parser = parse_cores)]
-    cores: Option<Vec<usize>>,
+    cores: Option<CoreList>,
     /// XDP attach mode.
     #[arg(long = "xdp-mode", value_enum, default_value_t = XdpModeArg::Auto)]
     xdp_mode: XdpModeArg,
@@ -208,7 +212,7 @@ fn serve(a: ServeArgs) -> Result<(), String> {
     let mut cfg = StackConfig::new(&a.iface);
     cfg.ip = a.ip;
     cfg.queues = a.queues.max(1);
-    cfg.cores = a.cores.unwrap_or_default();
+    cfg.cores = a.cores.unwrap_or_default().0;
     cfg.poll = a.poll.into();
     cfg.attach = a.xdp_mode.into();
     cfg.stats_every = a.stats.then(|| Duration::from_secs(1));
@@ -298,7 +302,7 @@ fn bench_udp(a: BenchUdpArgs) -> Result<(), String> {
 fn reflector(a: ReflectorArgs) -> Result<(), String> {
     use xdpstack::xdp::reflector::{run_with, ReflectorConfig};
     let stop = stop_flag()?;
-    let cores = a.cores.unwrap_or_default();
+    let cores = a.cores.unwrap_or_default().0;
     let mut cfg = ReflectorConfig::new(&a.iface, a.port);
     cfg.queues = (0..a.queues.max(1))
         .map(|q| (q, cores.get(q as usize).copied()))

@@ -271,6 +271,8 @@ pub struct Shard<F> {
     core: Core<F>,
     /// Bindings by local port.
     bound: Vec<Option<Bound>>,
+    /// Ports bound to handlers, for the per-iteration `poll`.
+    handler_ports: Vec<u16>,
 }
 
 impl<F> std::fmt::Debug for Shard<F> {
@@ -326,6 +328,7 @@ impl<F: FrameBuf> Shard<F> {
                 learnt: None,
             },
             bound,
+            handler_ports: Vec::new(),
         }
     }
 
@@ -348,6 +351,9 @@ impl<F: FrameBuf> Shard<F> {
             .core
             .udp
             .bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port))?;
+        if matches!(binding, Binding::Handler(_)) {
+            self.handler_ports.push(port);
+        }
         self.bound[port as usize] = Some(Bound { socket, binding });
         Ok(())
     }
@@ -356,6 +362,7 @@ impl<F: FrameBuf> Shard<F> {
     pub fn close_udp(&mut self, port: u16) -> bool {
         match self.bound[port as usize].take() {
             Some(b) => {
+                self.handler_ports.retain(|&p| p != port);
                 let _ = self.core.udp.close(b.socket);
                 true
             }
@@ -413,8 +420,15 @@ impl<F: FrameBuf> Shard<F> {
     /// released by resolution, handler-driven sends.
     pub fn poll<L: Link<Frame = F>>(&mut self, now: Instant, link: &mut L) {
         self.core.neighbor.poll(now);
-        let Shard { core, bound } = self;
-        for b in bound.iter_mut().flatten() {
+        let Shard {
+            core,
+            bound,
+            handler_ports,
+        } = self;
+        for &port in handler_ports.iter() {
+            let Some(b) = bound[port as usize].as_mut() else {
+                continue;
+            };
             if let Binding::Handler(h) = &mut b.binding {
                 let mut tx = TxCtx {
                     core,
@@ -494,7 +508,7 @@ impl<F: FrameBuf> Shard<F> {
         };
         match self.core.udp.receive(&d) {
             RxDecision::Deliver { payload_len, .. } => {
-                let Shard { core, bound } = self;
+                let Shard { core, bound, .. } = self;
                 let Some(b) = bound[d.dst.port() as usize].as_mut() else {
                     return core.drop_frame(link, frame, DropReason::NotForUs);
                 };
