@@ -498,3 +498,63 @@ fn restart_after_kill_9() {
     let w = srv.stop();
     assert_eq!(sum(&w, "udp_replies"), 3, "{w:?}");
 }
+
+/// The thread-side `UdpSocket` on a stack started in-process: bind by
+/// number and ephemeral (outside the kernel's range), AddrInUse, and echo
+/// through the worker's channels.
+#[test]
+fn thread_side_udp_socket_echo() {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+    use xdpstack::api::UdpSocket;
+    use xdpstack::worker::{Stack, StackConfig};
+
+    let t = Topo::new(&[]);
+    let host_ip = t.get("HOST_IP").to_string();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stack = Stack::start(&StackConfig::new(t.get("HOST_IF")), stop.clone()).expect("start");
+    let mut fixed = UdpSocket::bind(stack.handle(), "0.0.0.0:7020".parse().unwrap()).unwrap();
+    let e = UdpSocket::bind(stack.handle(), "0.0.0.0:7020".parse().unwrap()).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::AddrInUse);
+    let mut eph = UdpSocket::bind(stack.handle(), "0.0.0.0:0".parse().unwrap()).unwrap();
+    let eph_port = eph.local_addr().unwrap().port();
+    assert!(stack.ephemeral_range().contains(eph_port));
+    let kernel = xdpstack::ports::read_kernel_local_port_range().unwrap();
+    assert!(
+        !kernel.contains(eph_port),
+        "{eph_port} in the kernel's range"
+    );
+
+    let stop_echo = Arc::new(AtomicBool::new(false));
+    std::thread::scope(|s| {
+        for sock in [&mut fixed, &mut eph] {
+            let stop_echo = stop_echo.clone();
+            sock.set_read_timeout(Some(Duration::from_millis(50)))
+                .unwrap();
+            let sock = &*sock;
+            s.spawn(move || {
+                let mut buf = vec![0u8; 2048];
+                while !stop_echo.load(Ordering::Relaxed) {
+                    if let Ok((n, from)) = sock.recv_from(&mut buf) {
+                        sock.send_to(&buf[..n], from).unwrap();
+                    }
+                }
+            });
+        }
+        let port = eph_port.to_string();
+        for p in ["7020", port.as_str()] {
+            let out = t.py_ok(ECHO_PY, &[&host_ip, p, "1,512,1472"]);
+            assert!(out.contains("ok 3"), "{out}");
+        }
+        stop_echo.store(true, Ordering::Relaxed);
+    });
+    drop(fixed);
+    drop(eph);
+    stop.store(true, Ordering::Relaxed);
+    let (reports, _) = stack.join();
+    assert_eq!(sum_reports(&reports), 6);
+}
+
+fn sum_reports(r: &[xdpstack::worker::WorkerReport]) -> u64 {
+    r.iter().map(|w| w.shard.udp.rx_delivered).sum()
+}
