@@ -195,9 +195,13 @@ struct KernelEchoArgs {
     /// Address to bind.
     #[arg(long)]
     bind: SocketAddr,
-    /// CPU to pin the server to.
-    #[arg(long)]
+    /// CPU to pin the server to (one serving thread).
+    #[arg(long, conflicts_with = "cores")]
     core: Option<usize>,
+    /// One serving thread per CPU listed (SO_REUSEPORT sockets), pinned,
+    /// e.g. `0,1`: the kernel's counterpart of `serve --queues N`.
+    #[arg(long, value_parser = parse_cores)]
+    cores: Option<CoreList>,
 }
 
 fn stop_flag() -> Result<Arc<AtomicBool>, String> {
@@ -331,7 +335,10 @@ fn kernel_echo(a: KernelEchoArgs) -> Result<(), String> {
     use xdpstack::baseline::kernel_udp::{run_with, KernelEchoConfig};
     let stop = stop_flag()?;
     let mut cfg = KernelEchoConfig::new(a.bind);
-    cfg.core = a.core;
+    cfg.cores = match (a.core, a.cores) {
+        (_, Some(list)) if !list.0.is_empty() => list.0.into_iter().map(Some).collect(),
+        (core, _) => vec![core],
+    };
     let s = run_with(&cfg, &stop, |addr| println!("kernel UDP echo on {addr}"))
         .map_err(|e| e.to_string())?;
     println!("{s:?}");

@@ -41,7 +41,8 @@ use crate::time::{Duration, Instant};
 use crate::udp::{self, Checksum, RxDatagram, RxDecision, SocketId, UdpConfig, UdpCounters};
 use crate::udp::{UdpError, UdpTable};
 use crate::wire::checksum::{self, ChecksumJob, ChecksumOffsets};
-use crate::wire::frame::{emit_arp, emit_ipv4_icmp, emit_ipv4_tcp, DEFAULT_TTL};
+use crate::wire::frame::{emit_arp, emit_ipv4_icmp, emit_ipv4_tcp};
+use crate::wire::ipv4::DEFAULT_TTL;
 use crate::wire::{
     arp, ethernet, ethertype, icmpv4, ip_protocol, ipv4, tcp, udp as wudp, ArpOperation, ArpRepr,
     EthernetAddress, EthernetRepr, Icmpv4Repr, Ipv4Repr, SeqNumber, TcpFlags, TcpOptions, TcpRepr,
