@@ -7,7 +7,10 @@
 # Server pinned to CPU 0, client to CPU 1.
 #
 #   scripts/bench-veth.sh [--rounds N] [--duration S] [--xdp-mode auto|native|generic]
-#                         [--payload B] [--out DIR]
+#                         [--poll busy|wakeup] [--payload B] [--out DIR]
+#
+# --poll applies to the xdpstack server and the reflector (the xdpstack
+# client always busy-polls).
 #
 # Needs root. JSON lines go to DIR/results.jsonl (default
 # results/bench-veth-<UTC time>/), the table of medians to DIR/table.txt.
@@ -17,6 +20,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 rounds=3
 duration=5
 mode=auto
+poll=busy
 payload=64
 out=""
 while [[ $# -gt 0 ]]; do
@@ -24,9 +28,10 @@ while [[ $# -gt 0 ]]; do
 	--rounds) rounds=$2; shift 2 ;;
 	--duration) duration=$2; shift 2 ;;
 	--xdp-mode) mode=$2; shift 2 ;;
+	--poll) poll=$2; shift 2 ;;
 	--payload) payload=$2; shift 2 ;;
 	--out) out=$2; shift 2 ;;
-	*) sed -n '2,13p' "$0" >&2; exit 2 ;;
+	*) sed -n '2,16p' "$0" >&2; exit 2 ;;
 	esac
 done
 
@@ -62,13 +67,13 @@ start_server() {
 	local kind=$1 log="$out/server-$1.log" ready
 	case $kind in
 	xdpstack)
-		"$bin" serve --iface "$HOST_IF" --udp-echo "$port" --cores 0 --xdp-mode "$mode" >"$log" 2>&1 &
+		"$bin" serve --iface "$HOST_IF" --udp-echo "$port" --cores 0 --xdp-mode "$mode" --poll "$poll" >"$log" 2>&1 &
 		ready="serving on" ;;
 	kernel)
 		"$bin" baseline kernel-udp-echo --bind "$HOST_IP:$port" --core 0 >"$log" 2>&1 &
 		ready="kernel UDP echo on" ;;
 	reflector)
-		"$bin" baseline reflector --iface "$HOST_IF" --port "$port" --cores 0 --xdp-mode "$mode" >"$log" 2>&1 &
+		"$bin" baseline reflector --iface "$HOST_IF" --port "$port" --cores 0 --xdp-mode "$mode" --poll "$poll" >"$log" 2>&1 &
 		ready="reflecting UDP port" ;;
 	esac
 	server_pid=$!
@@ -96,7 +101,7 @@ run_client() {
 		--server-label "$server" --json | tee -a "$results"
 }
 
-echo "bench-veth: $rounds round(s) of ${duration}s, payload $payload, xdp mode $mode, results in $out"
+echo "bench-veth: $rounds round(s) of ${duration}s, payload $payload, xdp mode $mode, poll $poll, results in $out"
 for round in $(seq "$rounds"); do
 	for server in xdpstack kernel reflector; do
 		start_server "$server"

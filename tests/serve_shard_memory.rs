@@ -473,3 +473,45 @@ fn echo_through_seeded_faults() {
         assert_eq!(link.inner().outstanding(), 0, "seed {seed}");
     }
 }
+
+#[test]
+fn dedicated_mode_resolves_with_arp_before_a_fresh_send() {
+    let (mut a, mut peer) = pair(MemoryConfig::default());
+    let mut s = Shard::new(config(AddressMode::Dedicated), Instant::ZERO);
+    let (tx, _rx) = crossbeam::channel::bounded::<RecvDatagram>(4);
+    s.bind_udp(53, Binding::Channel(tx)).unwrap();
+    let now = Instant::from_millis(1);
+    s.send_udp(now, &mut a, 53, SocketAddrV4::new(PEER_IP, 4000), b"queued")
+        .unwrap();
+    s.flush(now, &mut a);
+    // First an ARP request for the peer, broadcast; the datagram waits.
+    let got = collect(&mut peer, now);
+    assert_eq!(got.len(), 1);
+    let frame::Frame::Arp(e, req) = frame::parse(&got[0]).unwrap() else {
+        panic!("expected an ARP request");
+    };
+    assert_eq!(e.dst_addr, EthernetAddress::BROADCAST);
+    assert_eq!(req.operation, ArpOperation::Request);
+    assert_eq!(Ipv4Addr::from(req.target_protocol_addr), PEER_IP);
+    // The peer answers; the waiting datagram goes out to its MAC.
+    let mut b = vec![0u8; 64];
+    let reply = ArpRepr {
+        operation: ArpOperation::Reply,
+        source_hardware_addr: EthernetAddress(PEER_MAC),
+        source_protocol_addr: PEER_IP.into(),
+        target_hardware_addr: EthernetAddress(OUR_MAC),
+        target_protocol_addr: OUR_IP.into(),
+    };
+    let n = emit_arp(&mut b, &eth(0x0806), &reply).unwrap();
+    inject(&mut peer, now, &[b[..n].to_vec()]);
+    step(&mut s, &mut a, now);
+    let got = collect(&mut peer, now);
+    assert_eq!(got.len(), 1);
+    let frame::Frame::Ipv4(e, _, L4::Udp(u)) = frame::parse(&got[0]).expect("valid") else {
+        panic!("expected the datagram");
+    };
+    assert_eq!(e.dst_addr.0, PEER_MAC);
+    assert_eq!(u.payload, b"queued");
+    assert_eq!(s.stats().shard.arp_requests, 1);
+    assert_eq!(a.outstanding(), 0);
+}
