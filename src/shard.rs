@@ -265,6 +265,8 @@ struct Core<F> {
     /// The last neighbour learnt from a received frame, to skip the cache
     /// on the per-packet path while nothing changes.
     learnt: Option<(Ipv4Addr, Mac, Instant)>,
+    /// Next time the neighbour cache's timers are scanned.
+    next_neighbor_poll: Instant,
 }
 
 /// The shard: see the module docs.
@@ -287,6 +289,8 @@ impl<F> std::fmt::Debug for Shard<F> {
 }
 
 const ETH_LEN: usize = ethernet::HEADER_LEN;
+/// Period of the neighbour cache's timer scan.
+const NEIGHBOR_TICK: Duration = Duration::from_millis(10);
 /// How often a neighbour learnt from traffic is refreshed in the cache.
 const RELEARN: Duration = Duration::from_millis(1000);
 
@@ -327,6 +331,7 @@ impl<F: FrameBuf> Shard<F> {
                 tx: Vec::with_capacity(256),
                 tx_csum: Vec::with_capacity(256),
                 learnt: None,
+                next_neighbor_poll: now,
             },
             bound,
             handler_ports: Vec::new(),
@@ -420,7 +425,12 @@ impl<F: FrameBuf> Shard<F> {
     /// Timers and handlers' `poll`: neighbour probes and expiries, packets
     /// released by resolution, handler-driven sends.
     pub fn poll<L: Link<Frame = F>>(&mut self, now: Instant, link: &mut L) {
-        self.core.neighbor.poll(now);
+        // The cache's timers are in units of 100 ms and more; scanning it
+        // every loop iteration would cost more than it saves.
+        if now >= self.core.next_neighbor_poll {
+            self.core.neighbor.poll(now);
+            self.core.next_neighbor_poll = now + NEIGHBOR_TICK;
+        }
         let Shard {
             core,
             bound,
