@@ -9,8 +9,9 @@
 #   scripts/bench-veth.sh [--rounds N] [--duration S] [--xdp-mode auto|native|generic]
 #                         [--poll busy|wakeup] [--payload B] [--out DIR]
 #
-# --poll applies to the xdpstack server and the reflector (the xdpstack
-# client always busy-polls).
+# --poll applies to the xdpstack server, the reflector and the xdpstack
+# client (busy-polling beats wakeups on idle cores; on oversubscribed
+# ones it loses).
 #
 # Needs root. JSON lines go to DIR/results.jsonl (default
 # results/bench-veth-<UTC time>/), the table of medians to DIR/table.txt.
@@ -97,7 +98,7 @@ run_client() {
 	local server=$1 client=$2 inflight=$3
 	ip netns exec "$NS" "$bin" bench udp-echo --target "$HOST_IP:$port" \
 		--duration "$duration" --payload "$payload" --inflight "$inflight" \
-		--client "$client" --iface "$PEER_IF" --core 1 --xdp-mode "$mode" \
+		--client "$client" --iface "$PEER_IF" --core 1 --xdp-mode "$mode" --poll "$poll" \
 		--server-label "$server" --json | tee -a "$results"
 }
 

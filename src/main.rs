@@ -155,6 +155,9 @@ struct BenchUdpArgs {
     /// XDP attach mode (xdpstack client).
     #[arg(long = "xdp-mode", value_enum, default_value_t = XdpModeArg::Auto)]
     xdp_mode: XdpModeArg,
+    /// How the xdpstack client waits for packets.
+    #[arg(long, value_enum, default_value_t = PollArg::Busy)]
+    poll: PollArg,
     /// Label for the server in the report (e.g. kernel, xdpstack).
     #[arg(long, default_value = "")]
     server_label: String,
@@ -289,6 +292,7 @@ fn bench_udp(a: BenchUdpArgs) -> Result<(), String> {
                 duration,
                 warmup: Duration::from_millis(200).min(duration / 5),
                 attach: a.xdp_mode.into(),
+                poll: a.poll.into(),
             };
             let stop = stop_flag()?;
             xdpstack::loadgen::xdp_client::run(&cfg, &stop).map_err(|e| e.to_string())?

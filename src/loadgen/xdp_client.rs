@@ -43,6 +43,7 @@ pub struct XdpClientConfig {
     pub duration: Duration,
     pub warmup: Duration,
     pub attach: AttachMode,
+    pub poll: PollMode,
 }
 
 struct Slot {
@@ -212,7 +213,7 @@ pub fn run(cfg: &XdpClientConfig, stop: &AtomicBool) -> io::Result<Report> {
     maps.set_config(XsConfig::SHARED)
         .map_err(io::Error::other)?;
     let xc = XskConfig {
-        poll: PollMode::Busy,
+        poll: cfg.poll,
         ..XskConfig::new(&cfg.iface, 0)
     };
     let mut link = XdpLink::open(&xc, Some(&maps)).map_err(io::Error::other)?;
@@ -253,7 +254,7 @@ pub fn run(cfg: &XdpClientConfig, stop: &AtomicBool) -> io::Result<Report> {
         worker: 0,
         queue: 0,
         core: None,
-        poll: PollMode::Busy,
+        poll: cfg.poll,
         stats_every: None,
         kernel_neighbors: Some(cfg.iface.clone()),
     };
