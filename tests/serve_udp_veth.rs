@@ -132,7 +132,13 @@ impl Server {
     }
 
     /// SIGINT, then the `final counters` of every worker, parsed.
-    fn stop(mut self) -> Vec<HashMap<String, u64>> {
+    fn stop(self) -> Vec<HashMap<String, u64>> {
+        self.stop_with_output().0
+    }
+
+    /// [`stop`](Self::stop), plus everything printed before the final
+    /// counters.
+    fn stop_with_output(mut self) -> (Vec<HashMap<String, u64>>, String) {
         let mut child = self.child.take().expect("running");
         let _ = Command::new("kill")
             .args(["-INT", &child.id().to_string()])
@@ -141,11 +147,11 @@ impl Server {
         let _ = child.stdout.take().map(|mut o| o.read_to_string(&mut out));
         let status = child.wait().expect("wait");
         assert!(status.success(), "server exit {status}: {out}");
-        let tail = out
-            .split("final counters:")
-            .nth(1)
+        let (head, tail) = out
+            .split_once("final counters:")
             .unwrap_or_else(|| panic!("no final counters in: {out}"));
-        tail.lines()
+        let workers = tail
+            .lines()
             .filter(|l| l.starts_with("worker "))
             .map(|l| {
                 l.split_whitespace()
@@ -153,7 +159,8 @@ impl Server {
                     .filter_map(|(k, v)| Some((k.to_string(), v.parse().ok()?)))
                     .collect()
             })
-            .collect()
+            .collect();
+        (workers, head.to_string())
     }
 
     fn kill9(mut self) {
@@ -317,7 +324,11 @@ fn shared_mode_echo_ping_and_kernel_tcp() {
     assert!(out.contains("lenrek olleh"), "{out}");
     assert!(tcp.wait().expect("tcp server").success());
 
-    let w = srv.stop();
+    // --stats: a report per worker and the steering counters every second.
+    std::thread::sleep(Duration::from_millis(1300));
+    let (w, periodic) = srv.stop_with_output();
+    assert!(periodic.contains("worker 0 queue 0"), "{periodic}");
+    assert!(periodic.contains("steer: steered="), "{periodic}");
     assert_eq!(w.len(), 1);
     assert_eq!(sum(&w, "udp_delivered"), 3, "{w:?}");
     assert_eq!(sum(&w, "udp_replies"), 3, "{w:?}");
