@@ -134,6 +134,6 @@ for client in ("kernel", "xdpstack"):
     for inflight in (1, 16):
         x, k, r = (med(s, client, inflight, "per_s") for s in ("xdpstack", "kernel", "reflector"))
         px, pk, pr = (med(s, client, inflight, "p99_us") for s in ("xdpstack", "kernel", "reflector"))
-        print("%-9s %3d | %10.0f %10.0f %10.0f | %8.2f %8.2f | %8.1f %8.1f %8.1f | %6.2f" % (
+        print("%-9s %3d | %10.0f %10.0f %10.0f | %8.2f %8.2f | %8.1f %8.1f %8.1f | %6.3f" % (
             client, inflight, x, k, r, ratio(x, k), ratio(x, r), px, pk, pr, ratio(px, pk)))
 PY
