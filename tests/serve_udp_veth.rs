@@ -424,11 +424,25 @@ fn bad_checksums_and_lengths_are_dropped_and_counted() {
     }
 }
 
+/// Generic (SKB) attach and poll()-with-wakeup workers.
 #[test]
-fn dedicated_mode_all_sizes_from_many_sockets() {
+fn dedicated_mode_generic_attach_wakeup_poll() {
     let t = Topo::new(&[]);
     let ip = t.spare_ip();
-    let srv = Server::start(t.get("HOST_IF"), &["--ip", &ip, "--udp-echo", "7001"]);
+    let srv = Server::start(
+        t.get("HOST_IF"),
+        &[
+            "--ip",
+            &ip,
+            "--udp-echo",
+            "7001",
+            "--xdp-mode",
+            "generic",
+            "--poll",
+            "wakeup",
+        ],
+    );
+    assert!(srv.banner.contains("generic attach"), "{}", srv.banner);
     for _ in 0..4 {
         let out = t.py_ok(ECHO_PY, &[&ip, "7001", "1,512,1472,100,1000"]);
         assert!(out.contains("ok 5"), "{out}");
