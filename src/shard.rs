@@ -258,10 +258,10 @@ struct Core<F> {
     neighbor: NeighborCache<F>,
     icmp_limit: ErrorRateLimiter,
     counters: ShardCounters,
-    /// Frames to transmit at the next flush, and whether each still needs
-    /// its checksums computed.
+    /// Frames to transmit at the next flush, and for each that still needs
+    /// its checksums computed, where its IPv4 header starts.
     tx: Vec<F>,
-    tx_csum: Vec<bool>,
+    tx_csum: Vec<Option<usize>>,
     /// The last neighbour learnt from a received frame, to skip the cache
     /// on the per-packet path while nothing changes.
     learnt: Option<(Ipv4Addr, Mac, Instant)>,
@@ -410,7 +410,10 @@ impl<F: FrameBuf> Shard<F> {
             .as_ref()
             .map(|b| b.socket)
             .ok_or(UdpError::InvalidSocket)?;
-        self.core.send_udp(now, link, socket, dst, payload)
+        self.core
+            .send_udp(now, link, socket, dst, payload.len(), &mut |b| {
+                b.copy_from_slice(payload)
+            })
     }
 
     /// Handles a batch of received frames (draining `rx`); answers are
@@ -561,7 +564,7 @@ impl<F: FrameBuf> Shard<F> {
                         core.turn_around(frame.data_mut(), &ip, true);
                         frame.set_len(ip.end);
                         core.counters.udp_replies += 1;
-                        core.queue_tx(frame, false);
+                        core.queue_tx(frame, None);
                     }
                     Verdict::Reply(n) => {
                         let n = n.min(payload_len);
@@ -573,7 +576,7 @@ impl<F: FrameBuf> Shard<F> {
                         set_u16(buf, ip.l4 + 4, udp_len as u16);
                         frame.set_len(ip.l4 + udp_len);
                         core.counters.udp_replies += 1;
-                        core.queue_tx(frame, true);
+                        core.queue_tx(frame, Some(ip.l3));
                     }
                 }
             }
@@ -600,9 +603,9 @@ impl<F: FrameBuf> Core<F> {
         link.release(frame);
     }
 
-    fn queue_tx(&mut self, frame: F, needs_csum: bool) {
+    fn queue_tx(&mut self, frame: F, csum_l3: Option<usize>) {
         self.tx.push(frame);
-        self.tx_csum.push(needs_csum);
+        self.tx_csum.push(csum_l3);
     }
 
     /// Validates the IPv4 header at `l3` and decides whether it is ours.
@@ -722,7 +725,7 @@ impl<F: FrameBuf> Core<F> {
         b[ip.l4 + 1] = 0;
         frame.set_len(ip.end);
         self.counters.icmp_echo_replies += 1;
-        self.queue_tx(frame, true);
+        self.queue_tx(frame, Some(ip.l3));
     }
 
     fn handle_tcp<L: Link<Frame = F>>(&mut self, link: &mut L, frame: F, ip: Ip) {
@@ -773,7 +776,7 @@ impl<F: FrameBuf> Core<F> {
             Ok(n) => {
                 out.set_len(n);
                 self.counters.tcp_resets += 1;
-                self.queue_tx(out, false);
+                self.queue_tx(out, None);
             }
             Err(_) => link.release(out),
         }
@@ -826,7 +829,7 @@ impl<F: FrameBuf> Core<F> {
             Ok(n) => {
                 out.set_len(n);
                 self.counters.icmp_unreachable += 1;
-                self.queue_tx(out, false);
+                self.queue_tx(out, None);
             }
             Err(_) => link.release(out),
         }
@@ -841,20 +844,21 @@ impl<F: FrameBuf> Core<F> {
         link: &mut L,
         socket: SocketId,
         dst: SocketAddrV4,
-        payload: &[u8],
+        len: usize,
+        fill: &mut dyn FnMut(&mut [u8]),
     ) -> Result<(), UdpError> {
         let hop = self
             .cfg
             .routes
             .next_hop(*dst.ip())
             .ok_or(UdpError::Unaddressable)?;
-        let total = ETH_LEN + ipv4::HEADER_LEN + wudp::HEADER_LEN + payload.len();
+        let total = ETH_LEN + ipv4::HEADER_LEN + wudp::HEADER_LEN + len;
         let mut out = link.alloc_tx().ok_or(UdpError::WouldBlock)?;
         if total > out.capacity() {
             link.release(out);
             return Err(UdpError::MessageTooLong);
         }
-        let d = match self.udp.send_to(socket, dst, payload.len()) {
+        let d = match self.udp.send_to(socket, dst, len) {
             Ok(d) => d,
             Err(e) => {
                 link.release(out);
@@ -878,11 +882,11 @@ impl<F: FrameBuf> Core<F> {
         u.set_dst_port(d.dst.port());
         u.set_len(d.udp_length);
         u.set_checksum(0);
-        b[l4 + wudp::HEADER_LEN..].copy_from_slice(payload);
+        fill(&mut b[l4 + wudp::HEADER_LEN..]);
         match self.neighbor.lookup(hop, now) {
             Some(mac) => {
                 out.data_mut()[0..6].copy_from_slice(&mac);
-                self.queue_tx(out, true);
+                self.queue_tx(out, Some(ETH_LEN));
             }
             None => {
                 // It waits in the cache: finish it now, the flush will not.
@@ -890,7 +894,7 @@ impl<F: FrameBuf> Core<F> {
                 match self.neighbor.resolve(hop, out, now) {
                     Resolution::Ready(mac, mut f) => {
                         f.data_mut()[0..6].copy_from_slice(&mac);
-                        self.queue_tx(f, false);
+                        self.queue_tx(f, None);
                     }
                     Resolution::Queued => {}
                 }
@@ -939,7 +943,7 @@ impl<F: FrameBuf> Core<F> {
                     mut packet,
                 } => {
                     packet.data_mut()[0..6].copy_from_slice(&dst_mac);
-                    self.queue_tx(packet, false);
+                    self.queue_tx(packet, None);
                 }
                 Action::Drop { packet, .. } => {
                     self.drop_frame(link, packet, DropReason::Neighbor);
@@ -964,7 +968,7 @@ impl<F: FrameBuf> Core<F> {
         match emit_arp(out.data_mut(), &eth, a) {
             Ok(n) => {
                 out.set_len(n);
-                self.queue_tx(out, false);
+                self.queue_tx(out, None);
                 true
             }
             Err(_) => {
@@ -978,14 +982,14 @@ impl<F: FrameBuf> Core<F> {
         if self.tx.is_empty() {
             return;
         }
-        if self.tx_csum.iter().any(|&c| c) {
+        if self.tx_csum.iter().any(|c| c.is_some()) {
             let mut jobs: Vec<ChecksumJob<'_>> = Vec::with_capacity(self.tx.len());
             for (f, &c) in self.tx.iter_mut().zip(&self.tx_csum) {
-                if !c {
+                let Some(l3) = c else {
                     continue;
-                }
+                };
                 let frame = f.data_mut();
-                if let Ok(offsets) = ChecksumOffsets::for_ipv4(frame, ETH_LEN) {
+                if let Ok(offsets) = ChecksumOffsets::for_ipv4(frame, l3) {
                     jobs.push(ChecksumJob { frame, offsets });
                 }
             }
@@ -1021,8 +1025,13 @@ impl<L: Link> UdpSend for TxCtx<'_, L> {
             .unwrap_or(0)
     }
 
-    fn send_to(&mut self, dst: SocketAddrV4, payload: &[u8]) -> Result<(), UdpError> {
+    fn send_with(
+        &mut self,
+        dst: SocketAddrV4,
+        len: usize,
+        fill: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<(), UdpError> {
         self.core
-            .send_udp(self.now, self.link, self.socket, dst, payload)
+            .send_udp(self.now, self.link, self.socket, dst, len, fill)
     }
 }

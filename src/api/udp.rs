@@ -52,10 +52,23 @@ pub enum Verdict {
 pub trait UdpSend {
     /// The handler's local port.
     fn local_port(&self) -> u16;
-    /// Builds a datagram to `dst` in a fresh transmit frame. Fails with
-    /// `WouldBlock` when no frame is free (retry on a later call),
-    /// `MessageTooLong` beyond MTU - 28, `Unaddressable` with no route.
-    fn send_to(&mut self, dst: SocketAddrV4, payload: &[u8]) -> Result<(), UdpError>;
+
+    /// Builds a datagram of `len` payload bytes to `dst` in a fresh
+    /// transmit frame, `fill` writing the payload in place (no
+    /// intermediate buffer). Fails with `WouldBlock` when no frame is free
+    /// (retry on a later call), `MessageTooLong` beyond MTU - 28,
+    /// `Unaddressable` with no route.
+    fn send_with(
+        &mut self,
+        dst: SocketAddrV4,
+        len: usize,
+        fill: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<(), UdpError>;
+
+    /// [`send_with`](Self::send_with) copying `payload` into the frame.
+    fn send_to(&mut self, dst: SocketAddrV4, payload: &[u8]) -> Result<(), UdpError> {
+        self.send_with(dst, payload.len(), &mut |b| b.copy_from_slice(payload))
+    }
 }
 
 /// A run-to-completion UDP application, called inside a worker.

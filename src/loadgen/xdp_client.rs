@@ -64,7 +64,6 @@ struct Client {
     target: SocketAddrV4,
     payload: usize,
     slots: Vec<Slot>,
-    buf: Vec<u8>,
     start: StdInstant,
     measure_from: StdInstant,
     end: StdInstant,
@@ -77,10 +76,12 @@ struct Client {
 }
 
 impl Client {
-    fn tag(&mut self, slot: usize) {
+    /// Writes request `slot`'s payload (tag, then filler) into `b`.
+    fn fill(&self, slot: usize, b: &mut [u8]) {
+        b.fill(0x5a);
         if self.payload >= TAG_LEN {
-            self.buf[0..4].copy_from_slice(&(slot as u32).to_be_bytes());
-            self.buf[4..8].copy_from_slice(&self.slots[slot].generation.to_be_bytes());
+            b[0..4].copy_from_slice(&(slot as u32).to_be_bytes());
+            b[4..8].copy_from_slice(&self.slots[slot].generation.to_be_bytes());
         }
     }
 
@@ -165,8 +166,9 @@ impl UdpHandler for Client {
                 }
                 self.slots[i].generation = self.slots[i].generation.wrapping_add(1);
             }
-            self.tag(i);
-            match tx.send_to(self.target, &self.buf) {
+            let this = &*self;
+            let r = tx.send_with(self.target, self.payload, &mut |b| this.fill(i, b));
+            match r {
                 Ok(()) => self.slots[i].sent_at = Some(t),
                 Err(UdpError::WouldBlock) => return,
                 Err(_) => return,
@@ -234,7 +236,6 @@ pub fn run(cfg: &XdpClientConfig, stop: &AtomicBool) -> io::Result<Report> {
                 sent_at: None,
             })
             .collect(),
-        buf: vec![0x5a; cfg.payload],
         start,
         measure_from: start + cfg.warmup,
         end: start + cfg.warmup + cfg.duration,
