@@ -8,6 +8,7 @@
 //! can show).
 
 pub mod udp_echo;
+pub mod xdp_client;
 
 use std::fmt::Write as _;
 use std::time::Duration;
