@@ -9,6 +9,7 @@
 //!
 //! TCP handles (`TcpListener`, `TcpStream`) come with the TCP core.
 
+pub mod tcp;
 pub mod udp;
 
 pub use udp::{Echo, UdpHandler, UdpRx, UdpSend, UdpSocket, Verdict};
