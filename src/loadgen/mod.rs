@@ -9,6 +9,7 @@
 
 pub mod tcp;
 pub mod udp_echo;
+pub mod xdp_client;
 
 use std::fmt::Write as _;
 use std::time::Duration;
