@@ -237,6 +237,23 @@ fn apply<L: Link>(now: Instant, link: &mut L, shard: &mut Shard<L::Frame>, cmd: 
     }
 }
 
+/// Opens the socket of one queue, retrying for a while on EBUSY: the
+/// kernel releases the socket of a process that just exited (a restart, or
+/// the previous server of a benchmark) asynchronously.
+pub fn open_link(cfg: &XskConfig, maps: &SteerMaps) -> Result<XdpLink, crate::xdp::XskError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        match XdpLink::open(cfg, Some(maps)) {
+            Err(crate::xdp::XskError::Socket(libc::EBUSY))
+                if std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            r => return r,
+        }
+    }
+}
+
 /// Errors starting the stack.
 #[derive(Debug)]
 pub enum StackError {
@@ -591,7 +608,7 @@ impl Stack {
                     ..XskConfig::new(&cfg.iface, q)
                 },
             };
-            let link = XdpLink::open(&xc, Some(&maps)).map_err(StackError::Xsk)?;
+            let link = open_link(&xc, &maps).map_err(StackError::Xsk)?;
             let mut scfg = ShardConfig::new(mode, ip, mac, mtu);
             scfg.routes = routes.clone();
             let mut shard: Shard<crate::xdp::Frame> = Shard::new(scfg, now);
