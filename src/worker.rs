@@ -165,9 +165,10 @@ pub fn run_loop<L: WorkerLink>(
     let mut next_slow = Instant::now_monotonic();
     let mut idle_spins = 0u32;
     while !stop.load(Ordering::Relaxed) {
-        let waited = cfg.poll == PollMode::Wakeup && idle_spins > 0;
-        if waited && !link.wait_rx(10) {
-            // Timed out: fall through to commands and timers.
+        // Wakeup mode sleeps in poll() after an idle iteration, at most
+        // 10 ms, so commands and timers are still served within that.
+        if cfg.poll == PollMode::Wakeup && idle_spins > 0 {
+            link.wait_rx(10);
         }
         let now = Instant::now_monotonic();
         let n = link.recv_batch(now, &mut rx, RX_BATCH);
