@@ -64,7 +64,20 @@ eval "$("$root/scripts/veth.sh" create "$name")"
 ethtool -K "$HOST_IF" tx off >/dev/null
 port=7001
 
+# Starts a server and waits for its readiness line; retried, since the
+# kernel frees the previous server's AF_XDP socket asynchronously.
 start_server() {
+	local attempt
+	for attempt in 1 2 3; do
+		try_start_server "$1" && return 0
+		echo "bench-veth: $1 server did not start (attempt $attempt):" >&2
+		cat "$out/server-$1.log" >&2
+		sleep 1
+	done
+	exit 1
+}
+
+try_start_server() {
 	local kind=$1 log="$out/server-$1.log" ready
 	case $kind in
 	xdpstack)
@@ -83,9 +96,10 @@ start_server() {
 		kill -0 "$server_pid" 2>/dev/null || break
 		sleep 0.1
 	done
-	echo "bench-veth: $kind server did not start:" >&2
-	cat "$log" >&2
-	exit 1
+	kill -INT "$server_pid" 2>/dev/null || true
+	wait "$server_pid" 2>/dev/null || true
+	server_pid=""
+	return 1
 }
 
 stop_server() {

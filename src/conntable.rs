@@ -188,8 +188,21 @@ impl<V: Copy + Default> ConnTable<V> {
     /// Insert or replace. Returns the previous value if `k` was present;
     /// refuses a new key when `capacity` entries are present.
     pub fn insert(&mut self, k: ConnKey, v: V) -> Result<Option<V>, TableFull> {
-        if let Some(i) = self.find(&k) {
-            return Ok(Some(std::mem::replace(&mut self.slots[i].value, v)));
+        // One walk: the key is either met, or absent from the first slot
+        // whose entry is nearer its home than the walk is (Robin Hood
+        // order), which is also where it goes.
+        let mut i = self.home(&k);
+        let mut dist = 1u32;
+        loop {
+            let s = &mut self.slots[i];
+            if s.dist < dist {
+                break;
+            }
+            if s.key == k {
+                return Ok(Some(std::mem::replace(&mut s.value, v)));
+            }
+            i = (i + 1) & self.mask;
+            dist += 1;
         }
         if self.len >= self.capacity {
             return Err(TableFull);
@@ -198,10 +211,9 @@ impl<V: Copy + Default> ConnTable<V> {
         // loop ends.
         let mut carry = Slot {
             key: k,
-            dist: 1,
+            dist,
             value: v,
         };
-        let mut i = self.home(&k);
         loop {
             let s = &mut self.slots[i];
             if s.dist == 0 {

@@ -21,6 +21,9 @@
 //! RFC 1624 update). Frames built or rewritten here get their checksums in
 //! one [`checksum::finalize_batch`] pass just before transmission.
 //!
+//! One 802.1Q tag is accepted on input and kept by in-place answers;
+//! frames built fresh (RST, ICMP errors, ARP, sends) are untagged.
+//!
 //! Addressing: in shared mode the steering program only hands over the
 //! stack's ports and the kernel keeps ARP and ICMP; the peer's MAC is learnt
 //! from received frames or seeded from the kernel's table by the worker. In

@@ -165,9 +165,10 @@ pub fn run_loop<L: WorkerLink>(
     let mut next_slow = Instant::now_monotonic();
     let mut idle_spins = 0u32;
     while !stop.load(Ordering::Relaxed) {
-        let waited = cfg.poll == PollMode::Wakeup && idle_spins > 0;
-        if waited && !link.wait_rx(10) {
-            // Timed out: fall through to commands and timers.
+        // Wakeup mode sleeps in poll() after an idle iteration, at most
+        // 10 ms, so commands and timers are still served within that.
+        if cfg.poll == PollMode::Wakeup && idle_spins > 0 {
+            link.wait_rx(10);
         }
         let now = Instant::now_monotonic();
         let n = link.recv_batch(now, &mut rx, RX_BATCH);
@@ -233,6 +234,23 @@ fn apply<L: Link>(now: Instant, link: &mut L, shard: &mut Shard<L::Frame>, cmd: 
             // Errors a thread could not foresee (no route, no frame) drop
             // the datagram, as a kernel socket's would on a full queue.
             let _ = shard.send_udp(now, link, port, dst, &data);
+        }
+    }
+}
+
+/// Opens the socket of one queue, retrying for a while on EBUSY: the
+/// kernel releases the socket of a process that just exited (a restart, or
+/// the previous server of a benchmark) asynchronously.
+pub fn open_link(cfg: &XskConfig, maps: &SteerMaps) -> Result<XdpLink, crate::xdp::XskError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        match XdpLink::open(cfg, Some(maps)) {
+            Err(crate::xdp::XskError::Socket(libc::EBUSY))
+                if std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            r => return r,
         }
     }
 }
@@ -591,7 +609,7 @@ impl Stack {
                     ..XskConfig::new(&cfg.iface, q)
                 },
             };
-            let link = XdpLink::open(&xc, Some(&maps)).map_err(StackError::Xsk)?;
+            let link = open_link(&xc, &maps).map_err(StackError::Xsk)?;
             let mut scfg = ShardConfig::new(mode, ip, mac, mtu);
             scfg.routes = routes.clone();
             let mut shard: Shard<crate::xdp::Frame> = Shard::new(scfg, now);

@@ -59,7 +59,10 @@ impl KernelTcpConfig {
 pub struct KernelTcpStats {
     pub accepted: u64,
     pub closed: u64,
-    /// Connections that ended with an error (reset, ...).
+    /// Connections the client reset (a `tcp-crr` client closing with
+    /// `SO_LINGER` 0 does this on purpose).
+    pub resets: u64,
+    /// Connections that ended with another error.
     pub errors: u64,
     pub bytes_in: u64,
     pub bytes_out: u64,
@@ -93,6 +96,7 @@ struct Conn {
 enum Next {
     Keep,
     Close,
+    Reset,
     Failed,
 }
 
@@ -145,9 +149,11 @@ pub fn run_with(
             };
             match next {
                 Next::Keep => {}
-                Next::Close | Next::Failed => {
-                    if matches!(next, Next::Failed) {
-                        stats.errors += 1;
+                Next::Close | Next::Reset | Next::Failed => {
+                    match next {
+                        Next::Reset => stats.resets += 1,
+                        Next::Failed => stats.errors += 1,
+                        _ => {}
                     }
                     stats.closed += 1;
                     if let Some(c) = conns[idx].take() {
@@ -246,7 +252,7 @@ fn serve(
                         if c.pending.is_empty() {
                             match write_some(&mut c.stream, &buf[..n], stats) {
                                 Ok(w) => off = w,
-                                Err(_) => return Next::Failed,
+                                Err(e) => return failure(&e),
                             }
                         }
                         c.pending.extend(&buf[off..n]);
@@ -265,8 +271,8 @@ fn serve(
                             0
                         };
                         c.unparsed.extend_from_slice(&buf[used..n]);
-                        if flush_http(c, srv, stats).is_err() {
-                            return Next::Failed;
+                        if let Err(e) = flush_http(c, srv, stats) {
+                            return failure(&e);
                         }
                     }
                 }
@@ -276,7 +282,7 @@ fn serve(
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => return Next::Failed,
+            Err(e) => return failure(&e),
         }
     }
     // Write what is queued.
@@ -289,7 +295,7 @@ fn serve(
                     Ok(w) => {
                         c.pending.drain(..w);
                     }
-                    Err(_) => return Next::Failed,
+                    Err(e) => return failure(&e),
                 }
             }
             if c.eof && c.pending.is_empty() {
@@ -305,8 +311,8 @@ fn serve(
             let (Some(_), Some(srv)) = (c.http.as_ref(), http) else {
                 return Next::Failed;
             };
-            if flush_http(c, srv, stats).is_err() {
-                return Next::Failed;
+            if let Err(e) = flush_http(c, srv, stats) {
+                return failure(&e);
             }
             let Some(s) = c.http.as_mut() else {
                 return Next::Failed;
@@ -327,6 +333,14 @@ fn serve(
         }
     }
     Next::Keep
+}
+
+/// How a connection that failed with `e` is counted.
+fn failure(e: &io::Error) -> Next {
+    match e.kind() {
+        io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe => Next::Reset,
+        _ => Next::Failed,
+    }
 }
 
 /// Write responses and feed held-back request bytes until neither moves.

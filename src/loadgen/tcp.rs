@@ -756,6 +756,12 @@ mod against_kernel_server {
             assert!(r.completed > 50, "{close:?}: {}", r.summary());
             assert!(stats.accepted >= r.completed, "{stats:?} {}", r.summary());
             assert_eq!(r.lost, 0, "{close:?}: {}", r.summary());
+            assert_eq!(stats.errors, 0, "{stats:?}");
+            match close {
+                CrrClose::Reset => assert!(stats.resets >= r.completed, "{stats:?}"),
+                // Only the slots still open when the run ends are reset.
+                CrrClose::Fin => assert!(stats.resets <= 4, "{stats:?}"),
+            }
         }
     }
 

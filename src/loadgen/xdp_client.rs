@@ -25,8 +25,8 @@ use crate::ports::{self, FlowKey, PortConfig, PortService, Protocol};
 use crate::shard::{Binding, Shard, ShardConfig};
 use crate::time::Instant;
 use crate::udp::UdpError;
-use crate::worker::{iface_ipv4, iface_mac_mtu, run_loop, LoopConfig};
-use crate::xdp::{AttachMode, PollMode, Proto, Steering, XdpLink, XsConfig, XskConfig};
+use crate::worker::{iface_ipv4, iface_mac_mtu, open_link, run_loop, LoopConfig};
+use crate::xdp::{AttachMode, PollMode, Proto, Steering, XsConfig, XskConfig};
 
 /// A request is given up on and sent again after this long.
 const RETRY_AFTER: Duration = Duration::from_millis(200);
@@ -218,7 +218,7 @@ pub fn run(cfg: &XdpClientConfig, stop: &AtomicBool) -> io::Result<Report> {
         poll: cfg.poll,
         ..XskConfig::new(&cfg.iface, 0)
     };
-    let mut link = XdpLink::open(&xc, Some(&maps)).map_err(io::Error::other)?;
+    let mut link = open_link(&xc, &maps).map_err(io::Error::other)?;
     let now = Instant::now_monotonic();
     let mut scfg = ShardConfig::new(AddressMode::Shared, ip, mac, mtu);
     scfg.routes = read_kernel_routes(&cfg.iface).unwrap_or_default();
