@@ -8,8 +8,11 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use xdpstack::api::tcp::TcpHandler;
 use xdpstack::api::udp::{Echo, UdpHandler};
-use xdpstack::worker::{steer_kv, HandlerFactory, Stack, StackConfig};
+use xdpstack::apps::{HttpHandler, TcpEcho};
+use xdpstack::http::{HttpConfig, HttpServer};
+use xdpstack::worker::{steer_kv, HandlerFactory, Stack, StackConfig, TcpHandlerFactory};
 use xdpstack::xdp::{signals, AttachMode, PollMode};
 
 #[derive(Parser, Debug)]
@@ -98,6 +101,17 @@ struct ServeArgs {
     /// Run a UDP echo service on this port (repeatable).
     #[arg(long = "udp-echo", value_name = "PORT")]
     udp_echo: Vec<u16>,
+    /// Run a TCP echo service on this port (repeatable): echoes until the
+    /// client closes, then closes.
+    #[arg(long = "tcp-echo", value_name = "PORT")]
+    tcp_echo: Vec<u16>,
+    /// Run the HTTP/1.1 server on this port (repeatable): a fixed body,
+    /// keep-alive, `Connection: close` honoured.
+    #[arg(long = "http", value_name = "PORT")]
+    http: Vec<u16>,
+    /// Length of the HTTP server's response body in bytes.
+    #[arg(long = "http-body", value_name = "BYTES", default_value_t = 64)]
+    http_body: usize,
     /// Print per-worker counters every second.
     #[arg(long)]
     stats: bool,
@@ -226,6 +240,22 @@ fn serve(a: ServeArgs) -> Result<(), String> {
     for port in a.udp_echo {
         let f: HandlerFactory = Arc::new(|| Box::new(Echo) as Box<dyn UdpHandler>);
         cfg.udp_handlers.push((port, f));
+    }
+    for port in a.tcp_echo {
+        let f: TcpHandlerFactory = Arc::new(|| Box::<TcpEcho>::default() as Box<dyn TcpHandler>);
+        cfg.tcp_handlers.push((port, f));
+    }
+    if !a.http.is_empty() {
+        let server = HttpServer::new(HttpConfig {
+            body_len: a.http_body,
+            ..HttpConfig::default()
+        });
+        for port in a.http {
+            let server = server.clone();
+            let f: TcpHandlerFactory =
+                Arc::new(move || Box::new(HttpHandler::new(server.clone())) as Box<dyn TcpHandler>);
+            cfg.tcp_handlers.push((port, f));
+        }
     }
     let stack = Stack::start(&cfg, stop.clone()).map_err(|e| e.to_string())?;
     println!(
