@@ -38,7 +38,7 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use crate::api::tcp::{ConnId, TcpConn, TcpHandler};
+use crate::api::tcp::{ConnId, StreamBridge, StreamEvent, TcpCommand, TcpConn, TcpHandler};
 use crate::conntable::{ConnKey, ConnTable};
 use crate::neighbor::Mac;
 use crate::phy::{FrameBuf, Link};
@@ -228,6 +228,23 @@ impl From<ConnectError> for std::io::Error {
 /// Index of a handler registered with [`ShardTcp::add_handler`].
 pub type HandlerId = usize;
 
+/// The handler of thread-side streams ([`crate::api::tcp::TcpStream`]):
+/// the shard's [`StreamBridge`].
+pub const STREAMS: HandlerId = usize::MAX;
+
+/// The handler `id` (the stream bridge for [`STREAMS`]).
+fn handler_of<'a>(
+    handlers: &'a mut [Box<dyn TcpHandler>],
+    bridge: &'a mut StreamBridge,
+    id: HandlerId,
+) -> &'a mut dyn TcpHandler {
+    if id == STREAMS {
+        bridge
+    } else {
+        handlers[id].as_mut()
+    }
+}
+
 struct Entry {
     conn: Connection,
     handler: HandlerId,
@@ -282,6 +299,7 @@ pub struct ShardTcp {
     free: Vec<u32>,
     listeners: Vec<ListenerEntry>,
     handlers: Vec<Box<dyn TcpHandler>>,
+    bridge: StreamBridge,
     wheel: TimerWheel<TimerKey>,
     expired: Vec<(TimerHandle, TimerKey)>,
     /// Slots touched since the last transmit.
@@ -327,6 +345,7 @@ impl ShardTcp {
     ) -> ShardTcp {
         ShardTcp {
             table: ConnTable::with_capacity(cfg.max_connections),
+            bridge: StreamBridge::new(cfg.shard),
             cfg,
             key,
             slots: Vec::new(),
@@ -381,7 +400,7 @@ impl ShardTcp {
     /// accepted connections go to `handler`. False if the port already
     /// listens or the handler is unknown.
     pub fn listen(&mut self, port: u16, handler: HandlerId) -> bool {
-        if handler >= self.handlers.len() || self.is_listening(port) {
+        if (handler >= self.handlers.len() && handler != STREAMS) || self.is_listening(port) {
             return false;
         }
         let listener = Listener::new(
@@ -441,7 +460,7 @@ impl ShardTcp {
         handler: HandlerId,
         mac: Option<Mac>,
     ) -> Result<ConnId, ConnectError> {
-        if handler >= self.handlers.len() {
+        if handler >= self.handlers.len() && handler != STREAMS {
             return Err(ConnectError::NoHandler);
         }
         if self.table.len() >= self.table.capacity() {
@@ -676,6 +695,7 @@ impl ShardTcp {
         let ShardTcp {
             slots,
             handlers,
+            bridge,
             counters,
             ..
         } = self;
@@ -687,7 +707,7 @@ impl ShardTcp {
         let Some(e) = s.entry.as_mut() else {
             return;
         };
-        let h = &mut handlers[e.handler];
+        let h = handler_of(handlers, bridge, e.handler);
         let state = e.conn.state();
         if !e.opened && state.is_synchronized() && state != State::SynReceived {
             e.opened = true;
@@ -749,6 +769,65 @@ impl ShardTcp {
             };
             h.on_close(now, id, reason);
         }
+    }
+
+    /// A command from a thread-side handle ([`crate::api::tcp`]).
+    pub fn command(&mut self, now: Instant, cmd: TcpCommand) {
+        let id = match &cmd {
+            TcpCommand::Listen {
+                port,
+                accepted,
+                reply,
+            } => {
+                let r = if self.listen(*port, STREAMS) {
+                    self.bridge.add_listener(*port, accepted.clone());
+                    Ok(())
+                } else {
+                    Err(std::io::ErrorKind::AddrInUse)
+                };
+                let _ = reply.send(r);
+                return;
+            }
+            TcpCommand::Unlisten { port } => {
+                self.bridge.remove_listener(*port);
+                self.unlisten(*port);
+                return;
+            }
+            TcpCommand::Connect { remote, events } => {
+                match self.connect(now, *remote, STREAMS, None) {
+                    Ok(id) => self.bridge.attach(id, events.clone()),
+                    Err(e) => {
+                        let _ = events.send(StreamEvent::Error(std::io::Error::from(e).kind()));
+                    }
+                }
+                return;
+            }
+            TcpCommand::Write { id, .. }
+            | TcpCommand::Consumed { id, .. }
+            | TcpCommand::ShutdownWrite { id }
+            | TcpCommand::Close { id }
+            | TcpCommand::SetNodelay { id, .. } => *id,
+        };
+        let Some(slot) = self.slots.get_mut(id.slot as usize) else {
+            return;
+        };
+        if slot.generation != id.generation {
+            return;
+        }
+        let Some(e) = slot.entry.as_mut() else {
+            return;
+        };
+        self.bridge.apply(
+            &mut TcpConn {
+                id,
+                conn: &mut e.conn,
+                now,
+                timer: &mut e.app_timer,
+            },
+            cmd,
+        );
+        self.touch(id.slot);
+        self.dispatch(now, id.slot);
     }
 
     /// The earliest time [`ShardTcp::poll_transmit`] has work without new
@@ -923,7 +1002,10 @@ impl ShardTcp {
                 }
                 TimerKey::Conn(slot, g) => {
                     let ShardTcp {
-                        slots, handlers, ..
+                        slots,
+                        handlers,
+                        bridge,
+                        ..
                     } = self;
                     let s = &mut slots[slot as usize];
                     if s.generation != g {
@@ -940,7 +1022,7 @@ impl ShardTcp {
                             slot,
                             generation: g,
                         };
-                        handlers[e.handler].on_timer(
+                        handler_of(handlers, bridge, e.handler).on_timer(
                             now,
                             &mut TcpConn {
                                 id,

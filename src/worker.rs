@@ -26,7 +26,7 @@ use std::thread::JoinHandle;
 
 use crossbeam::channel::{self, Receiver, Sender};
 
-use crate::api::tcp::TcpHandler;
+use crate::api::tcp::{TcpCommand, TcpHandler};
 use crate::api::udp::{RecvDatagram, UdpHandler};
 use crate::icmp::AddressMode;
 use crate::neighbor::{read_kernel_neighbors, read_kernel_routes, Mac};
@@ -62,6 +62,8 @@ pub enum Command {
         dst: SocketAddrV4,
         data: Vec<u8>,
     },
+    /// A thread-side TCP handle's request ([`crate::api::tcp`]).
+    Tcp(TcpCommand),
 }
 
 impl fmt::Debug for Command {
@@ -72,6 +74,7 @@ impl fmt::Debug for Command {
             Command::UdpSend { port, dst, data } => {
                 write!(f, "UdpSend({port} -> {dst}, {} bytes)", data.len())
             }
+            Command::Tcp(c) => write!(f, "Tcp({c:?})"),
         }
     }
 }
@@ -238,6 +241,7 @@ fn apply<L: Link>(now: Instant, link: &mut L, shard: &mut Shard<L::Frame>, cmd: 
             // the datagram, as a kernel socket's would on a full queue.
             let _ = shard.send_udp(now, link, port, dst, &data);
         }
+        Command::Tcp(c) => shard.tcp_mut().command(now, c),
     }
 }
 
