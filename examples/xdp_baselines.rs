@@ -123,7 +123,7 @@ fn main() {
         }
         Some("kernel-echo") => {
             let mut cfg = KernelEchoConfig::new(args[2].parse().unwrap());
-            cfg.core = opt(&args, "--core");
+            cfg.cores = vec![opt(&args, "--core")];
             if let Some(b) = opt(&args, "--batch") {
                 cfg.batch = b;
             }

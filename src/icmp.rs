@@ -14,6 +14,7 @@
 use std::net::Ipv4Addr;
 
 use crate::time::{Duration, Instant};
+use crate::wire::{self, icmpv4, EthernetAddress, Icmpv4Repr, Ipv4Repr};
 
 /// Whose address the stack serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +75,23 @@ pub struct ErrorContext {
     pub icmp_type: Option<u8>,
 }
 
+impl ErrorContext {
+    /// From a parsed frame; `icmp_type` is `Some` for an ICMP datagram.
+    pub fn from_wire(eth_dst: EthernetAddress, ip: &Ipv4Repr, icmp_type: Option<u8>) -> Self {
+        ErrorContext {
+            src: ip.src_addr.into(),
+            dst: ip.dst_addr.into(),
+            link_broadcast: !eth_dst.is_unicast(),
+            non_initial_fragment: ip.frag_offset != 0,
+            icmp_type: if ip.protocol == wire::ip_protocol::ICMP {
+                icmp_type
+            } else {
+                None
+            },
+        }
+    }
+}
+
 /// Why no ICMP error may be sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NoErrorReason {
@@ -118,14 +136,6 @@ pub fn may_send_error(
     Ok(())
 }
 
-/// How many bytes of the offending datagram an ICMP error quotes: as much as
-/// fits in a 576-byte reply (RFC 1812 §4.3.2.3), at least the IP header and
-/// 8 bytes (RFC 792) whenever the datagram has them.
-pub fn error_quote_len(datagram_len: usize) -> usize {
-    const MAX: usize = 576 - 20 - 8;
-    datagram_len.min(MAX)
-}
-
 /// An echo request as seen by the responder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EchoRequest {
@@ -139,6 +149,41 @@ pub struct EchoRequest {
     pub checksum_ok: bool,
     /// The IPv4 packet was a fragment (no reassembly: not answered).
     pub fragment: bool,
+}
+
+impl EchoRequest {
+    /// From a parsed frame: the Ethernet destination, the IPv4 header and
+    /// the ICMP message bytes (cut at the IPv4 total length). `None` if the
+    /// bytes cannot hold an ICMP header.
+    pub fn from_wire(eth_dst: EthernetAddress, ip: &Ipv4Repr, icmp: &[u8]) -> Option<Self> {
+        let p = icmpv4::Packet::new_checked(icmp).ok()?;
+        Some(EchoRequest {
+            src: ip.src_addr.into(),
+            dst: ip.dst_addr.into(),
+            link_broadcast: !eth_dst.is_unicast(),
+            icmp_type: p.msg_type(),
+            code: p.msg_code(),
+            checksum_ok: p.verify_checksum(),
+            fragment: ip.is_fragment(),
+        })
+    }
+}
+
+/// The echo reply to an echo request: same identifier, sequence number and
+/// data (RFC 792); `None` for any other message.
+pub fn echo_reply<'a>(request: &Icmpv4Repr<'a>) -> Option<Icmpv4Repr<'a>> {
+    match *request {
+        Icmpv4Repr::EchoRequest {
+            ident,
+            seq_no,
+            data,
+        } => Some(Icmpv4Repr::EchoReply {
+            ident,
+            seq_no,
+            data,
+        }),
+        _ => None,
+    }
 }
 
 /// Why an echo request is not answered.
@@ -398,13 +443,6 @@ mod tests {
             let c = ErrorContext { src, ..udp };
             assert_eq!(may_send_error(d, US, &c), Err(NoErrorReason::BadSource));
         }
-    }
-
-    #[test]
-    fn quote_len() {
-        assert_eq!(error_quote_len(28), 28);
-        assert_eq!(error_quote_len(548), 548);
-        assert_eq!(error_quote_len(1500), 548);
     }
 
     #[test]

@@ -38,6 +38,7 @@ use std::net::Ipv4Addr;
 
 use crate::icmp::is_host_source;
 use crate::time::{Duration, Instant};
+use crate::wire::{ArpOperation, ArpRepr, EthernetAddress};
 
 /// An Ethernet address.
 pub type Mac = [u8; 6];
@@ -112,6 +113,21 @@ pub struct ArpPacket {
     pub sender_ip: Ipv4Addr,
     pub target_mac: Mac,
     pub target_ip: Ipv4Addr,
+}
+
+impl From<&ArpRepr> for ArpPacket {
+    fn from(a: &ArpRepr) -> ArpPacket {
+        ArpPacket {
+            op: match a.operation {
+                ArpOperation::Request => ArpOp::Request,
+                ArpOperation::Reply => ArpOp::Reply,
+            },
+            sender_mac: a.source_hardware_addr.0,
+            sender_ip: a.source_protocol_addr.into(),
+            target_mac: a.target_hardware_addr.0,
+            target_ip: a.target_protocol_addr.into(),
+        }
+    }
 }
 
 /// Why a received ARP packet was ignored.
@@ -258,6 +274,33 @@ impl<P> NeighborCache<P> {
     /// Packets waiting for `ip`.
     pub fn queued(&self, ip: Ipv4Addr) -> usize {
         self.entries.get(&ip).map_or(0, |e| e.queue.len())
+    }
+
+    /// The ARP packet for a `SendRequest` or `SendReply` action, with the
+    /// Ethernet destination to send it to; `None` for other actions.
+    pub fn arp_repr(&self, action: &Action<P>) -> Option<(EthernetAddress, ArpRepr)> {
+        let (dst, op, target_mac, target_ip) = match *action {
+            // RFC 5227 §2.1.1: the target hardware address of a request is
+            // zero (RFC 826 leaves it unspecified).
+            Action::SendRequest { target, dst_mac } => {
+                (dst_mac, ArpOperation::Request, [0; 6], target)
+            }
+            Action::SendReply {
+                target_ip,
+                target_mac,
+            } => (target_mac, ArpOperation::Reply, target_mac, target_ip),
+            _ => return None,
+        };
+        Some((
+            EthernetAddress(dst),
+            ArpRepr {
+                operation: op,
+                source_hardware_addr: EthernetAddress(self.our_mac),
+                source_protocol_addr: self.our_ip.into(),
+                target_hardware_addr: EthernetAddress(target_mac),
+                target_protocol_addr: target_ip.into(),
+            },
+        ))
     }
 
     /// Next action for the worker, oldest first.

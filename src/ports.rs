@@ -378,6 +378,20 @@ impl PortConfig {
     }
 }
 
+impl PortConfig {
+    /// For shared-address mode: `wanted` (or the rule of
+    /// [`choose_ephemeral_range`]) checked against the kernel's current
+    /// `ip_local_port_range`, so the stack and the kernel never pick the
+    /// same ephemeral port. Reads `/proc`.
+    pub fn avoiding_kernel(shards: usize, wanted: Option<PortRange>) -> io::Result<PortConfig> {
+        let kernel = read_kernel_local_port_range()?;
+        Ok(PortConfig {
+            ephemeral: choose_ephemeral_range(kernel, wanted)?,
+            ..PortConfig::new(shards)
+        })
+    }
+}
+
 /// A secret key from the process's randomly keyed `RandomState`.
 pub fn random_key() -> [u64; 2] {
     use std::hash::BuildHasher;
@@ -847,6 +861,21 @@ mod tests {
             choose_ephemeral_range(k, Some(PortRange::new(500, 600).unwrap())),
             Err(PortError::InvalidRange)
         );
+    }
+
+    #[test]
+    fn config_avoids_this_machines_kernel_range() {
+        // Reads the real sysctl: whatever it holds, the chosen range must
+        // not overlap it.
+        let kernel = read_kernel_local_port_range().unwrap();
+        match PortConfig::avoiding_kernel(2, None) {
+            Ok(c) => {
+                assert!(!c.ephemeral.overlaps(kernel));
+                assert!(c.ephemeral.first() >= 1024);
+                PortService::new(c).unwrap();
+            }
+            Err(e) => assert_eq!(e.kind(), io::ErrorKind::InvalidInput),
+        }
     }
 
     #[test]

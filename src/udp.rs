@@ -34,6 +34,7 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use crate::icmp::{self, AddressMode, ErrorContext};
+use crate::wire::{self, EthernetAddress, Ipv4Repr, UdpRepr};
 
 /// Bytes of the UDP header.
 pub const HEADER_LEN: usize = 8;
@@ -178,6 +179,44 @@ pub struct RxDatagram {
     pub link_broadcast: bool,
 }
 
+impl RxDatagram {
+    /// The core's input from a parsed frame: the Ethernet destination, the
+    /// IPv4 header and the IPv4 payload (UDP header onwards, cut at the IPv4
+    /// total length). Reads the UDP fields without trusting them: a payload
+    /// shorter than a UDP header yields length 0, which
+    /// [`UdpTable::receive`] drops as `BadLength`. The checksum (pseudo
+    /// header included) is verified only when the field is non-zero and the
+    /// length field fits, so a bad length is never mistaken for a bad sum.
+    pub fn from_wire(eth_dst: EthernetAddress, ip: &Ipv4Repr, ip_payload: &[u8]) -> RxDatagram {
+        let src_ip = Ipv4Addr::from(ip.src_addr);
+        let dst_ip = Ipv4Addr::from(ip.dst_addr);
+        let link_broadcast = !eth_dst.is_unicast();
+        if ip_payload.len() < HEADER_LEN {
+            return RxDatagram {
+                src: SocketAddrV4::new(src_ip, 0),
+                dst: SocketAddrV4::new(dst_ip, 0),
+                ip_payload_len: ip_payload.len(),
+                udp_length: 0,
+                checksum: Checksum::Absent,
+                link_broadcast,
+            };
+        }
+        let p = wire::udp::Packet::new_unchecked(ip_payload);
+        let udp_length = p.len();
+        let fits = (HEADER_LEN..=ip_payload.len()).contains(&(udp_length as usize));
+        RxDatagram {
+            src: SocketAddrV4::new(src_ip, p.src_port()),
+            dst: SocketAddrV4::new(dst_ip, p.dst_port()),
+            ip_payload_len: ip_payload.len(),
+            udp_length,
+            checksum: Checksum::check(p.checksum(), || {
+                fits && p.verify_checksum(ip.src_addr, ip.dst_addr)
+            }),
+            link_broadcast,
+        }
+    }
+}
+
 /// A handle to a socket of one table; stale after `close`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SocketId {
@@ -218,6 +257,29 @@ pub struct TxDatagram {
     pub dst: SocketAddrV4,
     /// UDP length field: payload + 8.
     pub udp_length: u16,
+}
+
+impl TxDatagram {
+    /// The IPv4 header for this datagram (TTL 64, DF set).
+    pub fn ipv4_repr(&self) -> Ipv4Repr {
+        Ipv4Repr::new(
+            (*self.src.ip()).into(),
+            (*self.dst.ip()).into(),
+            wire::ip_protocol::UDP,
+            self.udp_length as usize,
+        )
+    }
+
+    /// The UDP header over `payload`, which must be the length `send_to`
+    /// validated (`udp_length - 8` bytes).
+    pub fn udp_repr<'a>(&self, payload: &'a [u8]) -> UdpRepr<'a> {
+        debug_assert_eq!(payload.len() + HEADER_LEN, self.udp_length as usize);
+        UdpRepr {
+            src_port: self.src.port(),
+            dst_port: self.dst.port(),
+            payload,
+        }
+    }
 }
 
 /// Table configuration.

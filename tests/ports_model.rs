@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 
 use proptest::prelude::*;
 use xdpstack::ports::{
-    FlowKey, PortConfig, PortError, PortEvent, PortRange, PortService, Protocol,
+    FlowKey, PortConfig, PortError, PortEvent, PortPartition, PortRange, PortService, Protocol,
 };
 
 #[derive(Debug, Clone)]
@@ -136,5 +136,38 @@ proptest! {
         }
         let events: Vec<_> = svc.take_events().collect();
         prop_assert_eq!(events, expected_events);
+    }
+}
+
+proptest! {
+    /// The shard slices tile the ephemeral range in order, sizes differ by
+    /// at most one, and `shard_of_port` is their exact inverse.
+    #[test]
+    fn partition_tiles_range(first in 1024u16..=65535, span in 0u16..3000, shards in 1usize..64) {
+        let last = first.saturating_add(span);
+        let range = PortRange::new(first, last).unwrap();
+        let Ok(part) = PortPartition::new(range, shards) else {
+            prop_assert!(shards as u32 > range.len());
+            return Ok(());
+        };
+        let mut next = first as u32;
+        let (mut min, mut max) = (u32::MAX, 0);
+        for s in 0..shards {
+            let r = part.shard_range(s).unwrap();
+            prop_assert_eq!(r.first() as u32, next);
+            min = min.min(r.len());
+            max = max.max(r.len());
+            for p in [r.first(), r.last(), r.first() + (r.last() - r.first()) / 2] {
+                prop_assert_eq!(part.shard_of_port(p), Some(s));
+            }
+            next = r.last() as u32 + 1;
+        }
+        prop_assert_eq!(next, last as u32 + 1);
+        prop_assert!(max - min <= 1);
+        prop_assert_eq!(part.shard_of_port(first - 1), None);
+        if last < u16::MAX {
+            prop_assert_eq!(part.shard_of_port(last + 1), None);
+        }
+        prop_assert!(part.shard_range(shards).is_err());
     }
 }

@@ -529,3 +529,20 @@ fn errors_display() {
         let _: &dyn std::error::Error = &e;
     }
 }
+
+#[test]
+fn tcp_timestamps_fast_path_matches_general_parser() {
+    let ts: [u8; 8] = [0, 0, 1, 2, 0xff, 0, 0, 9];
+    let mut aligned = vec![1, 1, 8, 10];
+    aligned.extend_from_slice(&ts);
+    // Same option, trailing NOPs: not the fast-path layout.
+    let mut trailing = vec![8, 10];
+    trailing.extend_from_slice(&ts);
+    trailing.extend_from_slice(&[1, 1]);
+    let a = TcpOptions::parse(&aligned).unwrap();
+    assert_eq!(a, TcpOptions::parse(&trailing).unwrap());
+    assert_eq!(a.timestamps.unwrap().tsval, 0x0102);
+    assert_eq!(a.timestamps.unwrap().tsecr, 0xff00_0009);
+    // A truncated aligned layout is still rejected.
+    assert_eq!(TcpOptions::parse(&aligned[..11]), Err(WireError::BadOption));
+}

@@ -5,11 +5,11 @@ use super::{ethertype, get_u16, set_u16, EthernetAddress, Ipv4Address, WireError
 
 mod field {
     use core::ops::Range;
-    pub const HTYPE: usize = 0;
-    pub const PTYPE: usize = 2;
+    pub const HTYPE: Range<usize> = 0..2;
+    pub const PTYPE: Range<usize> = 2..4;
     pub const HLEN: usize = 4;
     pub const PLEN: usize = 5;
-    pub const OPER: usize = 6;
+    pub const OPER: Range<usize> = 6..8;
     pub const SHA: Range<usize> = 8..14;
     pub const SPA: Range<usize> = 14..18;
     pub const THA: Range<usize> = 18..24;

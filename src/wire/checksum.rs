@@ -18,8 +18,8 @@ use super::{Ipv4Address, WireError};
 /// Folds a wide one's-complement accumulator to 16 bits.
 #[inline]
 pub const fn fold(mut acc: u64) -> u16 {
-    // Each step keeps the one's-complement value; three rounds take any
-    // u64 down to 16 bits.
+    // Each step keeps the value modulo 0xffff (end-around carry); four
+    // rounds take any u64 down to 16 bits.
     acc = (acc & 0xffff_ffff) + (acc >> 32);
     acc = (acc & 0xffff) + (acc >> 16);
     acc = (acc & 0xffff) + (acc >> 16);
@@ -64,7 +64,11 @@ pub fn sum_portable(data: &[u8]) -> u16 {
 /// [`sum_scalar`] for every input.
 #[inline]
 pub fn sum(data: &[u8]) -> u16 {
-    impl_for_cpu().sum(data)
+    #[cfg(target_arch = "x86_64")]
+    if data.len() >= avx2::MIN_LEN && impl_for_cpu() == Impl::Avx2 {
+        return avx2::sum(data);
+    }
+    sum_portable(data)
 }
 
 /// The checksum field value for `data` (which must contain the field as 0).
@@ -117,8 +121,8 @@ fn fold_ne(acc: u64) -> u16 {
 }
 
 /// One's-complement sum of `data` as native-endian u64 words, not folded.
-/// A tail shorter than 8 bytes is zero-padded at its end, which keeps word
-/// alignment relative to the start of `data`.
+/// Word alignment is relative to the start of `data`, so any start address
+/// (odd ones included) gives the RFC 1071 result after the byte swap.
 #[inline]
 fn sum_ne_u64(data: &[u8]) -> u64 {
     let mut acc = [0u64; 4];
@@ -141,12 +145,24 @@ fn sum_ne_u64(data: &[u8]) -> u64 {
     for w in &mut words {
         total.add(u64::from_ne_bytes(w.try_into().unwrap_or([0; 8])));
     }
-    let tail = words.remainder();
-    if !tail.is_empty() {
-        let mut buf = [0u8; 8];
-        buf[..tail.len()].copy_from_slice(tail);
-        total.add(u64::from_ne_bytes(buf));
+    // Fewer than 8 bytes left, starting at an even offset: add them as a
+    // u32, a u16 and a zero-padded last byte. Folding works modulo 0xffff,
+    // where 2^16 = 1, so a word's position inside a wider load does not
+    // matter, only its 16-bit alignment.
+    let mut tail = words.remainder();
+    let mut t = 0u64;
+    if let Some((w, rest)) = tail.split_first_chunk::<4>() {
+        t += u32::from_ne_bytes(*w) as u64;
+        tail = rest;
     }
+    if let Some((w, rest)) = tail.split_first_chunk::<2>() {
+        t += u16::from_ne_bytes(*w) as u64;
+        tail = rest;
+    }
+    if let [last] = tail {
+        t += u16::from_ne_bytes([*last, 0]) as u64;
+    }
+    total.add(t);
     total.finish()
 }
 
@@ -186,6 +202,7 @@ impl Impl {
 }
 
 /// The best implementation for this CPU (cached after the first call).
+#[inline]
 pub fn impl_for_cpu() -> Impl {
     #[cfg(target_arch = "x86_64")]
     {
@@ -218,37 +235,60 @@ pub fn impl_for_cpu() -> Impl {
 mod avx2 {
     use core::arch::x86_64::*;
 
-    /// 32-bit lanes receive at most 0xffff per add; two adds per lane per
-    /// 32-byte vector and four vectors per step, so fold into u64 well
-    /// before 65536 adds.
+    /// Below this the portable loop wins (no vector set-up and reduction).
+    pub const MIN_LEN: usize = 128;
+
+    /// 128-byte steps per fold. Each of the four 32-bit lane accumulators
+    /// receives two values <= 0xffff per step; after 4096 steps a lane holds
+    /// at most 8192 * 0xffff < 2^29, so the four together stay below 2^31.
     const STEPS_PER_FOLD: usize = 4096;
 
     pub fn sum(data: &[u8]) -> u16 {
-        if data.len() < 64 {
+        if data.len() < MIN_LEN {
             return super::sum_portable(data);
         }
         // Safety: `impl_for_cpu` only selects `Impl::Avx2` after
-        // `is_x86_feature_detected!("avx2")` returned true, and `sum` is
-        // reached only through `Impl::Avx2`, so the CPU supports AVX2.
+        // `is_x86_feature_detected!("avx2")` returned true, and this
+        // function is reached only through `Impl::Avx2`, so the CPU
+        // supports AVX2.
         let ne = unsafe { sum_ne_avx2(data) };
         super::swap_to_be(super::fold_ne(ne))
     }
 
-    /// Native-endian one's-complement sum, unfolded. Splits every 32-bit
-    /// lane into its two 16-bit halves and adds them to 32-bit lanes, so no
-    /// carries are lost; folds into a u64 periodically.
+    /// Splits every 32-bit lane into its two 16-bit halves and adds them to
+    /// 32-bit lanes, so no carry is lost. Both halves are native-endian
+    /// 16-bit words of the input (low half = lower address), so they add as
+    /// they are.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn add_halves(lo: &mut __m256i, hi: &mut __m256i, v: __m256i) {
+        let mask = _mm256_set1_epi32(0xffff);
+        *lo = _mm256_add_epi32(*lo, _mm256_and_si256(v, mask));
+        *hi = _mm256_add_epi32(*hi, _mm256_srli_epi32(v, 16));
+    }
+
+    /// Sum of the eight u32 lanes as a u64 (no overflow possible).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn hsum(v: __m256i) -> u64 {
+        let z = _mm256_setzero_si256();
+        let w = _mm256_add_epi64(_mm256_unpacklo_epi32(v, z), _mm256_unpackhi_epi32(v, z));
+        let x = _mm_add_epi64(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1));
+        (_mm_cvtsi128_si64(x) as u64) + (_mm_extract_epi64(x, 1) as u64)
+    }
+
+    /// # Safety
+    /// The CPU must support AVX2.
     #[target_feature(enable = "avx2")]
     unsafe fn sum_ne_avx2(data: &[u8]) -> u64 {
-        let mask = _mm256_set1_epi32(0xffff);
         let mut total = super::Wide::default();
-        let mut blocks = data.chunks_exact(128);
-        loop {
-            let mut a0 = _mm256_setzero_si256();
-            let mut a1 = _mm256_setzero_si256();
-            let mut a2 = _mm256_setzero_si256();
-            let mut a3 = _mm256_setzero_si256();
-            let mut steps = 0;
-            for b in blocks.by_ref() {
+        let mut rest = data;
+        while rest.len() >= 128 {
+            let steps = (rest.len() / 128).min(STEPS_PER_FOLD);
+            let (chunk, tail) = rest.split_at(steps * 128);
+            let z = _mm256_setzero_si256();
+            let (mut a0, mut a1, mut a2, mut a3) = (z, z, z, z);
+            for b in chunk.chunks_exact(128) {
                 let p = b.as_ptr() as *const __m256i;
                 // Safety: `b` is exactly 128 bytes, so the four unaligned
                 // 32-byte loads at offsets 0, 32, 64 and 96 stay inside it.
@@ -260,36 +300,26 @@ mod avx2 {
                         _mm256_loadu_si256(p.add(3)),
                     )
                 };
-                a0 = _mm256_add_epi32(a0, _mm256_and_si256(v0, mask));
-                a1 = _mm256_add_epi32(a1, _mm256_srli_epi32(v0, 16));
-                a2 = _mm256_add_epi32(a2, _mm256_and_si256(v1, mask));
-                a3 = _mm256_add_epi32(a3, _mm256_srli_epi32(v1, 16));
-                a0 = _mm256_add_epi32(a0, _mm256_and_si256(v2, mask));
-                a1 = _mm256_add_epi32(a1, _mm256_srli_epi32(v2, 16));
-                a2 = _mm256_add_epi32(a2, _mm256_and_si256(v3, mask));
-                a3 = _mm256_add_epi32(a3, _mm256_srli_epi32(v3, 16));
-                steps += 1;
-                if steps == STEPS_PER_FOLD {
-                    break;
-                }
+                add_halves(&mut a0, &mut a1, v0);
+                add_halves(&mut a2, &mut a3, v1);
+                add_halves(&mut a0, &mut a1, v2);
+                add_halves(&mut a2, &mut a3, v3);
             }
-            // Lanes hold halves of little-endian-loaded u32s: the low half
-            // is the word at the lower address, the high half the next one.
-            // Both are native-endian 16-bit words, so they add as they are.
-            let mut lanes = [0u32; 8];
-            for acc in [a0, a1, a2, a3] {
-                // Safety: `lanes` is 32 bytes, exactly one __m256i; the
-                // store is unaligned.
-                unsafe { _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, acc) };
-                for l in lanes {
-                    total.add(l as u64);
-                }
-            }
-            if steps < STEPS_PER_FOLD {
-                break;
-            }
+            let s = _mm256_add_epi32(_mm256_add_epi32(a0, a1), _mm256_add_epi32(a2, a3));
+            total.add(hsum(s));
+            rest = tail;
         }
-        total.add(super::sum_ne_u64(blocks.remainder()));
+        // Up to three more whole vectors, then fewer than 32 bytes.
+        let z = _mm256_setzero_si256();
+        let (mut lo, mut hi) = (z, z);
+        let mut vecs = rest.chunks_exact(32);
+        for b in &mut vecs {
+            // Safety: `b` is exactly 32 bytes; the load is unaligned.
+            let v = unsafe { _mm256_loadu_si256(b.as_ptr() as *const __m256i) };
+            add_halves(&mut lo, &mut hi, v);
+        }
+        total.add(hsum(_mm256_add_epi32(lo, hi)));
+        total.add(super::sum_ne_u64(vecs.remainder()));
         total.finish()
     }
 }
@@ -375,9 +405,9 @@ pub struct ChecksumJob<'a> {
 
 /// Fills the checksums of every frame in `jobs` in one pass (the CPU
 /// dispatch is resolved once for the batch). The IPv4 header checksum (if
-/// `offsets.ipv4`) and the L4 checksum are computed with their fields
-/// zeroed first. Jobs whose offsets do not fit their frame are left
-/// untouched; returns how many were.
+/// `offsets.ipv4`; skipped when its IHL does not fit the frame) and the L4
+/// checksum are computed with their fields zeroed first. Jobs whose offsets
+/// do not fit their frame are left untouched; returns how many were.
 pub fn finalize_batch(jobs: &mut [ChecksumJob<'_>]) -> usize {
     let imp = impl_for_cpu();
     let mut rejected = 0;
@@ -423,6 +453,15 @@ mod tests {
             .collect()
     }
 
+    fn available_impls() -> Vec<Impl> {
+        let mut v = vec![Impl::Portable];
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            v.push(Impl::Avx2);
+        }
+        v
+    }
+
     #[test]
     fn rfc1071_example() {
         // RFC 1071 §3 numerical example: 00 01 f2 03 f4 f5 f6 f7 sums to ddf2.
@@ -441,6 +480,9 @@ mod tests {
                 let want = sum_scalar(d);
                 assert_eq!(sum_portable(d), want, "portable len {len} start {start}");
                 assert_eq!(sum(d), want, "fast len {len} start {start}");
+                for imp in available_impls() {
+                    assert_eq!(imp.sum(d), want, "{imp:?} len {len} start {start}");
+                }
             }
         }
     }

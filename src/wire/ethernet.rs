@@ -83,10 +83,10 @@ mod field {
     use core::ops::Range;
     pub const DST: Range<usize> = 0..6;
     pub const SRC: Range<usize> = 6..12;
-    pub const ETHERTYPE: usize = 12;
+    pub const ETHERTYPE: Range<usize> = 12..14;
     /// With a tag: TCI at 14, inner EtherType at 16.
-    pub const TCI: usize = 14;
-    pub const INNER_ETHERTYPE: usize = 16;
+    pub const TCI: Range<usize> = 14..16;
+    pub const INNER_ETHERTYPE: Range<usize> = 16..18;
     pub const HEADER_LEN: usize = 14;
     pub const TAGGED_HEADER_LEN: usize = 18;
 }

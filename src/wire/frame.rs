@@ -11,33 +11,10 @@
 use super::arp::{self, ArpRepr};
 use super::ethernet::{self, EthernetRepr};
 use super::icmpv4::{self, Icmpv4Repr};
-use super::ipv4::{self, Ipv4Address, Ipv4Repr};
+use super::ipv4::{self, Ipv4Repr};
 use super::tcp::{self, TcpRepr};
 use super::udp::{self, UdpRepr};
 use super::{ethertype, ip_protocol, WireError};
-
-/// Default TTL of emitted packets.
-pub const DEFAULT_TTL: u8 = 64;
-
-impl Ipv4Repr {
-    /// A header from `src` to `dst` with TTL 64, DF set and everything else
-    /// zero; `protocol` and `payload_len` are filled in by the emitters.
-    pub const fn new(src: Ipv4Address, dst: Ipv4Address, protocol: u8, payload_len: usize) -> Self {
-        Ipv4Repr {
-            src_addr: src,
-            dst_addr: dst,
-            protocol,
-            payload_len,
-            hop_limit: DEFAULT_TTL,
-            ident: 0,
-            dont_frag: true,
-            more_frags: false,
-            frag_offset: 0,
-            dscp: 0,
-            ecn: 0,
-        }
-    }
-}
 
 /// The transport content of a parsed IPv4 frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,13 +6,15 @@ use super::ipv4::{self, Ipv4Repr};
 use super::{checksum, get_u16, set_u16, WireError};
 
 mod field {
+    use core::ops::Range;
     pub const TYPE: usize = 0;
     pub const CODE: usize = 1;
-    pub const CHECKSUM: usize = 2;
+    pub const CHECKSUM: Range<usize> = 2..4;
     /// Echo: identifier and sequence number. Unreachable: unused, or the
     /// next-hop MTU in 6..8 for code 4 (RFC 1191).
-    pub const ECHO_IDENT: usize = 4;
-    pub const ECHO_SEQNO: usize = 6;
+    pub const ECHO_IDENT: Range<usize> = 4..6;
+    pub const ECHO_SEQNO: Range<usize> = 6..8;
+    pub const REST_OF_HEADER: Range<usize> = 4..8;
     pub const HEADER_LEN: usize = 8;
 }
 
@@ -112,7 +114,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     }
     /// Writes the 4-byte rest-of-header word (unused or next-hop MTU).
     pub fn set_rest_of_header(&mut self, v: u32) {
-        super::set_u32(self.buffer.as_mut(), field::ECHO_IDENT, v)
+        super::set_u32(self.buffer.as_mut(), field::REST_OF_HEADER, v)
     }
     pub fn data_mut(&mut self) -> &mut [u8] {
         &mut self.buffer.as_mut()[field::HEADER_LEN..]

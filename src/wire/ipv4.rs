@@ -84,18 +84,21 @@ mod field {
     use core::ops::Range;
     pub const VER_IHL: usize = 0;
     pub const DSCP_ECN: usize = 1;
-    pub const LENGTH: usize = 2;
-    pub const IDENT: usize = 4;
-    pub const FLG_OFF: usize = 6;
+    pub const LENGTH: Range<usize> = 2..4;
+    pub const IDENT: Range<usize> = 4..6;
+    pub const FLG_OFF: Range<usize> = 6..8;
     pub const TTL: usize = 8;
     pub const PROTOCOL: usize = 9;
-    pub const CHECKSUM: usize = 10;
+    pub const CHECKSUM: Range<usize> = 10..12;
     pub const SRC: Range<usize> = 12..16;
     pub const DST: Range<usize> = 16..20;
 }
 
 /// Length of a header without options.
 pub const HEADER_LEN: usize = 20;
+
+/// TTL of packets built with [`Ipv4Repr::new`].
+pub const DEFAULT_TTL: u8 = 64;
 
 const FLAG_DF: u16 = 0x4000;
 const FLAG_MF: u16 = 0x2000;
@@ -287,6 +290,24 @@ pub struct Ipv4Repr {
 }
 
 impl Ipv4Repr {
+    /// A header from `src` to `dst` with TTL 64, DF set and everything else
+    /// zero. The `wire::frame` emitters fill in `protocol` and `payload_len`.
+    pub const fn new(src: Ipv4Address, dst: Ipv4Address, protocol: u8, payload_len: usize) -> Self {
+        Ipv4Repr {
+            src_addr: src,
+            dst_addr: dst,
+            protocol,
+            payload_len,
+            hop_limit: DEFAULT_TTL,
+            ident: 0,
+            dont_frag: true,
+            more_frags: false,
+            frag_offset: 0,
+            dscp: 0,
+            ecn: 0,
+        }
+    }
+
     /// Parses and validates a header: lengths, version 4 and the header
     /// checksum. Fragments parse (check [`Ipv4Repr::is_fragment`]).
     pub fn parse<T: AsRef<[u8]>>(p: &Packet<T>) -> Result<Ipv4Repr, WireError> {

@@ -13,6 +13,7 @@
 //! This module never allocates and does no I/O.
 
 use core::fmt;
+use core::ops::Range;
 
 pub mod arp;
 pub mod checksum;
@@ -83,22 +84,27 @@ pub mod ethertype {
     pub const IPV6: u16 = 0x86dd;
 }
 
+// Big-endian field access by the constant ranges of each module's
+// `mod field`; callers pass ranges of exactly the field's width.
+
 #[inline]
-pub(crate) fn get_u16(b: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([b[at], b[at + 1]])
+pub(crate) fn get_u16(b: &[u8], r: Range<usize>) -> u16 {
+    let s = &b[r];
+    u16::from_be_bytes([s[0], s[1]])
 }
 
 #[inline]
-pub(crate) fn get_u32(b: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+pub(crate) fn get_u32(b: &[u8], r: Range<usize>) -> u32 {
+    let s = &b[r];
+    u32::from_be_bytes([s[0], s[1], s[2], s[3]])
 }
 
 #[inline]
-pub(crate) fn set_u16(b: &mut [u8], at: usize, v: u16) {
-    b[at..at + 2].copy_from_slice(&v.to_be_bytes());
+pub(crate) fn set_u16(b: &mut [u8], r: Range<usize>, v: u16) {
+    b[r].copy_from_slice(&v.to_be_bytes());
 }
 
 #[inline]
-pub(crate) fn set_u32(b: &mut [u8], at: usize, v: u32) {
-    b[at..at + 4].copy_from_slice(&v.to_be_bytes());
+pub(crate) fn set_u32(b: &mut [u8], r: Range<usize>, v: u32) {
+    b[r].copy_from_slice(&v.to_be_bytes());
 }

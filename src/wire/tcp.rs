@@ -108,17 +108,16 @@ impl TcpFlags {
 
 mod field {
     use core::ops::Range;
-    pub const SRC_PORT: usize = 0;
-    pub const DST_PORT: usize = 2;
-    pub const SEQ_NUM: usize = 4;
-    pub const ACK_NUM: usize = 8;
+    pub const SRC_PORT: Range<usize> = 0..2;
+    pub const DST_PORT: Range<usize> = 2..4;
+    pub const SEQ_NUM: Range<usize> = 4..8;
+    pub const ACK_NUM: Range<usize> = 8..12;
     /// Data offset in the high nibble, reserved bits below.
     pub const DATA_OFF: usize = 12;
     pub const FLAGS: usize = 13;
-    pub const WIN_SIZE: usize = 14;
-    pub const CHECKSUM: usize = 16;
-    pub const URGENT: usize = 18;
-    pub const CHECKSUM_RANGE: Range<usize> = 16..18;
+    pub const WIN_SIZE: Range<usize> = 14..16;
+    pub const CHECKSUM: Range<usize> = 16..18;
+    pub const URGENT: Range<usize> = 18..20;
     pub const HEADER_LEN: usize = 20;
 }
 
@@ -127,7 +126,7 @@ pub const HEADER_LEN: usize = field::HEADER_LEN;
 /// Largest header: data offset 15.
 pub const MAX_HEADER_LEN: usize = 60;
 /// Offset of the checksum field, for batch finalisers.
-pub const CHECKSUM_OFFSET: usize = field::CHECKSUM_RANGE.start;
+pub const CHECKSUM_OFFSET: usize = field::CHECKSUM.start;
 
 /// Option kinds (IANA "TCP Option Kind Numbers").
 pub mod option_kind {
@@ -291,6 +290,19 @@ impl TcpOptions {
     /// or 1, an option running past the header, or a known kind with the
     /// wrong length is `BadOption`. A repeated option overrides the earlier.
     pub fn parse(mut b: &[u8]) -> Result<TcpOptions, WireError> {
+        // Fast path: established-state segments usually carry exactly
+        // NOP NOP TS, the layout RFC 7323 Appendix A recommends.
+        if let [1, 1, 8, 10, ts @ ..] = b {
+            if ts.len() == 8 {
+                return Ok(TcpOptions {
+                    timestamps: Some(Timestamps {
+                        tsval: get_u32(ts, 0..4),
+                        tsecr: get_u32(ts, 4..8),
+                    }),
+                    ..TcpOptions::default()
+                });
+            }
+        }
         let mut o = TcpOptions::default();
         while let [kind, rest @ ..] = b {
             match *kind {
@@ -307,7 +319,7 @@ impl TcpOptions {
             }
             let data = &b[2..len];
             match (*kind, len) {
-                (option_kind::MSS, 4) => o.mss = Some(get_u16(data, 0)),
+                (option_kind::MSS, 4) => o.mss = Some(get_u16(data, 0..2)),
                 (option_kind::WINDOW_SCALE, 3) => {
                     o.window_scale = Some(data[0].min(MAX_WINDOW_SCALE))
                 }
@@ -317,15 +329,15 @@ impl TcpOptions {
                     o.sack_blocks = [None; 4];
                     for (slot, blk) in o.sack_blocks.iter_mut().zip(data.chunks_exact(8)) {
                         *slot = Some(SackBlock {
-                            left: SeqNumber(get_u32(blk, 0)),
-                            right: SeqNumber(get_u32(blk, 4)),
+                            left: SeqNumber(get_u32(blk, 0..4)),
+                            right: SeqNumber(get_u32(blk, 4..8)),
                         });
                     }
                 }
                 (option_kind::TIMESTAMPS, 10) => {
                     o.timestamps = Some(Timestamps {
-                        tsval: get_u32(data, 0),
-                        tsecr: get_u32(data, 4),
+                        tsval: get_u32(data, 0..4),
+                        tsecr: get_u32(data, 4..8),
                     })
                 }
                 (

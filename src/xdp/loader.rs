@@ -272,6 +272,15 @@ pub fn prog_name(id: u32) -> Option<String> {
     Some(name.to_string_lossy().into_owned())
 }
 
+/// Whether a BPF link (owned by a live process, or pinned) holds program
+/// `prog_id` on `ifindex`.
+fn held_by_link(ifindex: u32, prog_id: u32) -> bool {
+    use libbpf_rs::query::{LinkInfoIter, LinkTypeInfo};
+    LinkInfoIter::default().any(|l| {
+        l.prog_id == prog_id && matches!(&l.info, LinkTypeInfo::Xdp(x) if x.ifindex == ifindex)
+    })
+}
+
 /// Detach a stale netlink-attached copy of our program from `ifindex`;
 /// refuse a foreign one.
 fn clear_stale(ifindex: u32) -> Result<(), LoadError> {
@@ -286,6 +295,9 @@ fn clear_stale(ifindex: u32) -> Result<(), LoadError> {
         match prog_name(id) {
             Some(n) if n == PROG_NAME => {}
             _ => return Err(LoadError::ForeignProgram(id)),
+        }
+        if held_by_link(ifindex, id) {
+            return Err(LoadError::Busy);
         }
         let opts = libbpf_sys::bpf_xdp_attach_opts {
             sz: std::mem::size_of::<libbpf_sys::bpf_xdp_attach_opts>() as _,

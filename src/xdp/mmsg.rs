@@ -164,6 +164,75 @@ impl MmsgBatch {
     }
 }
 
+/// A UDP socket bound to `addr` with `SO_REUSEPORT`, so several threads can
+/// each have one on the same port (the kernel spreads flows by hash).
+pub fn udp_bind_reuseport(addr: SocketAddr) -> io::Result<UdpSocket> {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let family = match addr {
+        SocketAddr::V4(_) => libc::AF_INET,
+        SocketAddr::V6(_) => libc::AF_INET6,
+    };
+    // Safety: plain socket(2); the result is checked and owned below.
+    let fd = unsafe { libc::socket(family, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // Safety: `fd` is a fresh descriptor nobody else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let one: libc::c_int = 1;
+    // Safety: `one` is a live c_int of the size given.
+    let r = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_REUSEPORT,
+            &one as *const libc::c_int as *const libc::c_void,
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let r = match addr {
+        SocketAddr::V4(a) => {
+            // Safety: all-zero is a valid sockaddr_in; fields set below.
+            let mut sa: libc::sockaddr_in = unsafe { zeroed() };
+            sa.sin_family = libc::AF_INET as libc::sa_family_t;
+            sa.sin_port = a.port().to_be();
+            sa.sin_addr.s_addr = u32::from(*a.ip()).to_be();
+            // Safety: `sa` is a live sockaddr_in of the length given.
+            unsafe {
+                libc::bind(
+                    fd.as_raw_fd(),
+                    &sa as *const libc::sockaddr_in as *const libc::sockaddr,
+                    size_of::<libc::sockaddr_in>() as libc::socklen_t,
+                )
+            }
+        }
+        SocketAddr::V6(a) => {
+            // Safety: all-zero is a valid sockaddr_in6; fields set below.
+            let mut sa: libc::sockaddr_in6 = unsafe { zeroed() };
+            sa.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            sa.sin6_port = a.port().to_be();
+            sa.sin6_addr.s6_addr = a.ip().octets();
+            sa.sin6_flowinfo = a.flowinfo();
+            sa.sin6_scope_id = a.scope_id();
+            // Safety: `sa` is a live sockaddr_in6 of the length given.
+            unsafe {
+                libc::bind(
+                    fd.as_raw_fd(),
+                    &sa as *const libc::sockaddr_in6 as *const libc::sockaddr,
+                    size_of::<libc::sockaddr_in6>() as libc::socklen_t,
+                )
+            }
+        }
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(UdpSocket::from(fd))
+}
+
 fn sockaddr_to_std(s: &libc::sockaddr_storage) -> Option<SocketAddr> {
     match s.ss_family as libc::c_int {
         libc::AF_INET => {
@@ -194,6 +263,16 @@ fn sockaddr_to_std(s: &libc::sockaddr_storage) -> Option<SocketAddr> {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn reuseport_sockets_share_a_port() {
+        let a = udp_bind_reuseport("127.0.0.1:0".parse().unwrap()).unwrap();
+        let port = a.local_addr().unwrap();
+        let b = udp_bind_reuseport(port).unwrap();
+        assert_eq!(b.local_addr().unwrap(), port);
+        // Without SO_REUSEPORT the port is taken.
+        assert!(UdpSocket::bind(port).is_err());
+    }
 
     #[test]
     fn echo_over_loopback() {

@@ -30,6 +30,17 @@ pub enum PollMode {
     Wakeup,
 }
 
+impl std::str::FromStr for PollMode {
+    type Err = &'static str;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "busy" => Ok(PollMode::Busy),
+            "wakeup" | "poll" => Ok(PollMode::Wakeup),
+            _ => Err("poll mode is one of: busy, wakeup"),
+        }
+    }
+}
+
 /// Configuration of one socket.
 #[derive(Debug, Clone)]
 pub struct XskConfig {
@@ -83,6 +94,8 @@ pub struct XskStats {
 
 /// Most frames one kick sends in copy mode.
 const KICK_BATCH: usize = 32;
+/// Most descriptors taken from the RX or completion ring at once.
+const LANDING: usize = 256;
 
 /// An AF_XDP socket and its UMEM, as a batched link.
 pub struct XdpLink {
@@ -99,7 +112,10 @@ pub struct XdpLink {
     /// Descriptors queued on the TX ring the kernel has not completed yet.
     tx_outstanding: usize,
     tx_size: usize,
+    /// Descriptors on their way to the fill or TX ring.
     scratch: Vec<FrameDesc>,
+    /// Fixed-size landing area for RX and completion descriptors.
+    landing: Box<[FrameDesc]>,
     stats: XskStats,
 }
 
@@ -140,8 +156,10 @@ impl XdpLink {
             .libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD)
             .bind_flags(bind)
             .build();
-        // Safety: the UMEM is fresh and used by this one socket only, so no
-        // other socket shares its fill and completion rings.
+        // Safety: the UMEM is fresh and used by this one socket only (no
+        // other socket shares its fill and completion rings), and
+        // INHIBIT_PROG_LOAD is set, so libxdp never loads or unloads a
+        // program of its own (xsk-rs's condition against a double free).
         let (tx, rx, fq_cq) = unsafe { Socket::new(scfg, pool.umem(), &iface, cfg.queue) }
             .map_err(|e| XskError::Socket(errno_in(&e)))?;
         let (fill, comp) = fq_cq.ok_or(XskError::Socket(libc::EINVAL))?;
@@ -161,7 +179,8 @@ impl XdpLink {
             max_frame,
             tx_outstanding: 0,
             tx_size: cfg.tx_size as usize,
-            scratch: Vec::with_capacity(cfg.rx_size.max(cfg.umem.comp_size) as usize),
+            scratch: Vec::with_capacity(cfg.tx_size.max(cfg.umem.fill_size) as usize),
+            landing: vec![FrameDesc::default(); LANDING].into_boxed_slice(),
             stats: XskStats::default(),
         };
         link.refill();
@@ -238,29 +257,34 @@ impl XdpLink {
 
     /// Take back transmitted frames from the completion ring.
     fn complete(&mut self) {
-        if self.tx_outstanding == 0 {
-            return;
+        while self.tx_outstanding > 0 {
+            let want = self.tx_outstanding.min(LANDING);
+            // Safety: the kernel only completes descriptors we queued on TX,
+            // each the sole reference to its chunk; we take ownership back.
+            let n = unsafe { self.comp.consume(&mut self.landing[..want]) };
+            for i in 0..n {
+                let d = self.landing[i];
+                self.pool.put_desc(&d);
+            }
+            self.tx_outstanding -= n;
+            if n < want {
+                break;
+            }
         }
-        self.scratch.clear();
-        self.scratch.resize(
-            self.tx_outstanding.min(self.scratch.capacity().max(64)),
-            FrameDesc::default(),
-        );
-        // Safety: the kernel only completes descriptors we queued on TX,
-        // each the sole reference to its chunk; we take ownership back.
-        let n = unsafe { self.comp.consume(&mut self.scratch) };
-        for i in 0..n {
-            let d = self.scratch[i];
-            self.pool.put_desc(&d);
-        }
-        self.tx_outstanding -= n;
     }
 
-    /// Kick the kernel to transmit what is on the TX ring, repeating while it
-    /// answers EAGAIN (more than one kick's batch left) within a bound.
-    fn kick(&mut self, queued: usize) {
-        let max_kicks = queued / KICK_BATCH + 2;
-        for _ in 0..max_kicks {
+    /// Descriptors on the TX ring the kernel has not taken yet.
+    fn tx_pending(&mut self) -> usize {
+        self.tx_size - self.tx.nb_free_exact() as usize
+    }
+
+    /// Kick the kernel to transmit what is on the TX ring. In copy mode one
+    /// kick sends at most `KICK_BATCH` frames, so kick again until the ring
+    /// is drained (bounded); in zero-copy mode the driver drains it
+    /// asynchronously and one kick suffices.
+    fn kick(&mut self) {
+        let mut budget = self.tx_size / KICK_BATCH + 4;
+        loop {
             self.stats.kicks += 1;
             // Safety: a zero-length sendto on our own AF_XDP socket, no
             // buffers passed.
@@ -274,20 +298,38 @@ impl XdpLink {
                     0,
                 )
             };
-            if r >= 0 {
+            if r < 0 {
+                match std::io::Error::last_os_error().raw_os_error() {
+                    // EAGAIN: more than one batch queued; EBUSY/ENOBUFS: the
+                    // device or completion ring is full for now.
+                    Some(libc::EAGAIN) | Some(libc::EBUSY) | Some(libc::ENOBUFS) => {}
+                    Some(libc::ENETDOWN) => return,
+                    _ => {
+                        self.stats.kick_errors += 1;
+                        return;
+                    }
+                }
+            }
+            // Completions free ring space for what is left.
+            self.complete();
+            budget -= 1;
+            if self.zero_copy || budget == 0 || self.tx_pending() == 0 {
                 return;
             }
-            match std::io::Error::last_os_error().raw_os_error() {
-                Some(libc::EAGAIN) | Some(libc::EBUSY) | Some(libc::ENOBUFS) => {
-                    // Completions free ring space for the next kick.
-                    self.complete();
-                }
-                Some(libc::ENETDOWN) => return,
-                _ => {
-                    self.stats.kick_errors += 1;
-                    return;
-                }
-            }
+        }
+    }
+
+    /// Kick again if frames are still waiting on the TX ring (copy mode
+    /// can leave some when the device pushed back). `receive` calls this;
+    /// a worker that only transmits calls it between batches.
+    pub fn flush(&mut self) {
+        if self.tx_outstanding == 0 {
+            return;
+        }
+        if !self.zero_copy && self.tx_pending() > 0 {
+            self.kick();
+        } else {
+            self.complete();
         }
     }
 
@@ -333,25 +375,24 @@ impl XdpLink {
         self.stats.tx_frames += queued as u64;
         self.stats.tx_bytes += bytes;
         if queued > 0 && (!self.zero_copy || self.tx.needs_wakeup()) {
-            self.kick(queued);
+            self.kick();
         }
         self.complete();
         queued
     }
 
-    /// Append up to `max` received frames to `out`.
+    /// Append up to `max` (at most 256) received frames to `out`; also
+    /// recycles completed TX frames and refills the fill ring.
     pub fn receive(&mut self, out: &mut Vec<Frame>, max: usize) -> usize {
-        self.complete();
+        self.flush();
         self.pool.reclaim_orphans();
-        let max = max.min(self.scratch.capacity().max(64));
-        self.scratch.clear();
-        self.scratch.resize(max, FrameDesc::default());
+        let max = max.min(LANDING);
         // Safety: the kernel hands over each received chunk exactly once;
         // the token made from it becomes its sole owner.
-        let n = unsafe { self.rx.consume(&mut self.scratch) };
+        let n = unsafe { self.rx.consume(&mut self.landing[..max]) };
         let mut got = 0;
         for i in 0..n {
-            let d = self.scratch[i];
+            let d = self.landing[i];
             match self.pool.wrap_rx(d) {
                 Some(f) => {
                     self.stats.rx_bytes += f.len() as u64;
