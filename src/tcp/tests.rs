@@ -824,9 +824,37 @@ fn syn_sent_retries_then_times_out() {
 #[test]
 fn syn_sent_close_goes_to_closed() {
     let mut c = socket_syn_sent();
-    c.shutdown_write(t(0));
+    c.close(t(0));
     assert_eq!(c.state(), State::Closed);
     recv_nothing!(c);
+}
+
+#[test]
+fn syn_sent_shutdown_sends_fin_after_handshake() {
+    let mut c = socket_syn_sent();
+    c.send(b"req").unwrap();
+    c.shutdown_write(t(0));
+    assert_eq!(c.state(), State::SynSent);
+    send!(
+        c,
+        TcpRepr {
+            flags: flags(SYN | ACK),
+            seq_number: REMOTE_SEQ,
+            ack_number: LOCAL_SEQ + 1,
+            ..SEND_TEMPL
+        }
+    );
+    assert_eq!(c.state(), State::FinWait1);
+    recv!(
+        c,
+        [TcpRepr {
+            flags: flags(ACK | PSH | FIN),
+            seq_number: LOCAL_SEQ + 1,
+            ack_number: REMOTE_SEQ + 1,
+            payload: b"req",
+            ..RECV_TEMPL
+        }]
+    );
 }
 
 // ---- SYN-RECEIVED ----
@@ -3000,4 +3028,29 @@ fn reaction_matrix() {
             assert_eq!(got, *want, "{start:?}, column {col}: {seg:?}");
         }
     }
+}
+
+#[test]
+fn listen_data_before_accept_reaches_the_connection() {
+    let mut l = listener(4, 4);
+    l.on_segment(t(0), REMOTE, &syn_from_peer()).unwrap();
+    let iss = listener_output(&mut l, t(0))[0].1.repr.seq_number;
+    l.on_segment(t(1), REMOTE, &peer_ack(REMOTE_SEQ + 1, iss + 1))
+        .unwrap();
+    // Not accepted yet: the data still finds the connection (no RST).
+    let data = TcpRepr {
+        flags: flags(ACK | FIN),
+        payload: b"early",
+        ..peer_ack(REMOTE_SEQ + 1, iss + 1)
+    };
+    l.on_segment(t(2), REMOTE, &data).unwrap();
+    // Its ACK leaves through the listener.
+    let out = listener_output(&mut l, t(2));
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].1.repr.ack_number, REMOTE_SEQ + 7);
+    let mut c = l.accept().unwrap();
+    assert_eq!(c.state(), State::CloseWait);
+    let mut buf = [0; 8];
+    assert_eq!(c.recv(&mut buf), Ok(5));
+    assert_eq!(l.counters().resets_sent, 0);
 }
