@@ -225,6 +225,15 @@ impl From<ConnectError> for std::io::Error {
     }
 }
 
+/// Called with `(port, true)` when an active open takes a local port and
+/// `(port, false)` when it gives it back: in shared mode the worker keeps
+/// the steering program's ports map in step, so the replies reach the stack
+/// and not the kernel.
+pub type PortHook = Box<dyn FnMut(u16, bool) + Send>;
+
+/// How often a connection without a peer MAC asks the resolver again.
+const NO_ROUTE_RETRY: crate::time::Duration = crate::time::Duration::from_millis(10);
+
 /// Index of a handler registered with [`ShardTcp::add_handler`].
 pub type HandlerId = usize;
 
@@ -257,7 +266,9 @@ struct Entry {
     /// on_accept/on_connect, on_peer_closed, on_close were called.
     opened: bool,
     fin_seen: bool,
+    /// on_close for TIME-WAIT or CLOSED, and for CLOSED.
     close_seen: bool,
+    final_seen: bool,
     /// The local port came from the port service.
     ephemeral: bool,
     /// In the dirty list.
@@ -310,6 +321,7 @@ pub struct ShardTcp {
     /// MACs of peers that reached a listener, for their SYN-ACKs.
     syn_macs: HashMap<Ipv4Addr, Mac>,
     ports: Option<SharedPorts>,
+    port_hook: Option<PortHook>,
     counters: TcpShardCounters,
 }
 
@@ -359,12 +371,18 @@ impl ShardTcp {
             replies: VecDeque::new(),
             syn_macs: HashMap::new(),
             ports,
+            port_hook: None,
             counters: TcpShardCounters::default(),
         }
     }
 
     pub fn config(&self) -> &TcpShardConfig {
         &self.cfg
+    }
+
+    /// See [`PortHook`].
+    pub fn set_port_hook(&mut self, hook: PortHook) {
+        self.port_hook = Some(hook);
     }
 
     pub fn counters(&self) -> &TcpShardCounters {
@@ -482,6 +500,9 @@ impl ShardTcp {
             })
         }
         .map_err(|_: PortError| ConnectError::NoPort)?;
+        if let Some(h) = self.port_hook.as_mut() {
+            h(port, true);
+        }
         let tuple = FourTuple {
             local: SocketAddrV4::new(local_ip, port),
             remote,
@@ -525,6 +546,9 @@ impl ShardTcp {
     }
 
     fn release_port(&mut self, port: u16) {
+        if let Some(h) = self.port_hook.as_mut() {
+            h(port, false);
+        }
         if let Some(ps) = &self.ports {
             if let Ok(mut ps) = ps.lock() {
                 let _ = ps.release(Protocol::Tcp, port);
@@ -571,6 +595,7 @@ impl ShardTcp {
             opened: false,
             fin_seen: false,
             close_seen: false,
+            final_seen: false,
             ephemeral,
             dirty: false,
         });
@@ -637,6 +662,7 @@ impl ShardTcp {
             // RFC 6191: the old incarnation in TIME-WAIT gives way.
             if let Some(e) = self.slots[slot as usize].entry.as_mut() {
                 e.close_seen = true;
+                e.final_seen = true;
             }
             self.remove(slot);
         }
@@ -724,7 +750,9 @@ impl ShardTcp {
                 h.on_accept(now, &mut c);
             }
         }
-        if e.opened && !e.close_seen {
+        // Data left in the receive buffer is still delivered in TIME-WAIT
+        // (an application may read slower than the peer closes).
+        if e.opened {
             loop {
                 let (data, mut tx) = e.conn.split();
                 if data.is_empty() {
@@ -760,14 +788,15 @@ impl ShardTcp {
             }
         }
         let state = e.conn.state();
-        if !e.close_seen && matches!(state, State::TimeWait | State::Closed) {
+        if !e.close_seen && state == State::TimeWait {
             e.close_seen = true;
-            let reason = if state == State::Closed {
-                Some(e.conn.close_reason().unwrap_or(CloseReason::Normal))
-            } else {
-                None
-            };
-            h.on_close(now, id, reason);
+            h.on_close(now, id, None);
+        }
+        if !e.final_seen && state == State::Closed {
+            e.close_seen = true;
+            e.final_seen = true;
+            let reason = e.conn.close_reason().unwrap_or(CloseReason::Normal);
+            h.on_close(now, id, Some(reason));
         }
     }
 
@@ -887,6 +916,7 @@ impl ShardTcp {
                 e.peer_mac = resolve(remote);
             }
             let mut blocked = false;
+            let mut no_route = false;
             match e.peer_mac {
                 Some(peer) => {
                     let mut out = Out {
@@ -902,9 +932,8 @@ impl ShardTcp {
                 }
                 None => {
                     self.counters.drops[TcpShardDrop::NoRoute as usize] += 1;
-                    // Timers still run: a connection that never finds its
-                    // peer times out.
                     e.conn.handle_timeout(now);
+                    no_route = true;
                 }
             }
             if e.conn.state() == State::Closed {
@@ -912,7 +941,12 @@ impl ShardTcp {
                 self.remove(slot);
                 continue;
             }
-            let want = min_opt(e.conn.poll_timeout(), e.app_timer);
+            let mut want = min_opt(e.conn.poll_timeout(), e.app_timer);
+            if no_route {
+                // Nothing was sent, so no retransmission timer runs: come
+                // back when the resolver may know the peer.
+                want = min_opt(want, Some(now + NO_ROUTE_RETRY));
+            }
             if want != e.deadline {
                 if let Some(h) = e.timer.take() {
                     self.wheel.cancel(h);

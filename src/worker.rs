@@ -644,6 +644,17 @@ impl Stack {
                 ..TcpShardConfig::new(ip, mac, mtu)
             };
             let mut tcp = ShardTcp::new(tcp_cfg, isn_key, Some(ps.clone()), now);
+            if mode == AddressMode::Shared {
+                // Active opens' ports must be steered to the stack.
+                let m = maps.clone();
+                tcp.set_port_hook(Box::new(move |port, add| {
+                    let _ = if add {
+                        m.add_port(Proto::Tcp, port)
+                    } else {
+                        m.remove_port(Proto::Tcp, port)
+                    };
+                }));
+            }
             for (port, make) in &cfg.tcp_handlers {
                 let h = tcp.add_handler(make());
                 if !tcp.listen(*port, h) {

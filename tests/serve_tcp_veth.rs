@@ -386,3 +386,111 @@ fn echo_under_one_percent_loss_each_way() {
     let w = s.stop();
     assert_eq!(sum(&w, "tcp_accepted"), 5, "{w:?}");
 }
+
+/// A kernel TCP server for the stack-as-client test: the first connection
+/// is echoed until the client closes (client closes first); on the second
+/// the server sends `N` pattern bytes and closes first.
+const KERNEL_SERVER_PY: &str = r#"
+import socket, sys
+host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind((host, port)); l.listen(4); l.settimeout(20)
+print("ready", flush=True)
+c, _ = l.accept(); c.settimeout(20)
+total = 0
+while True:
+    b = c.recv(65536)
+    if not b: break
+    c.sendall(b); total += len(b)
+c.close()
+c, _ = l.accept(); c.settimeout(20)
+c.sendall(bytes((i * 7 + i // 256) % 256 for i in range(n)))
+c.close()
+print("echoed", total, flush=True)
+"#;
+
+#[test]
+fn stack_as_client_to_a_kernel_server_both_close_orders() {
+    use std::io::{Read as _, Write as _};
+    use std::net::{Ipv4Addr, Shutdown, SocketAddrV4};
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+    use xdpstack::api::tcp::TcpStream;
+    use xdpstack::worker::{Stack, StackConfig};
+
+    let t = Topo::new(&["--no-tso"]);
+    let peer: Ipv4Addr = t.get("PEER_IP").parse().unwrap();
+    let mut server = Command::new("ip")
+        .args(["netns", "exec", &t.name, "python3", "-c", KERNEL_SERVER_PY])
+        .args([t.get("PEER_IP"), "9000", "2000000"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("kernel server");
+    let mut out = BufReader::new(server.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    // Shared mode learns the peer's MAC from the kernel's neighbour table.
+    let neigh = Command::new("ip")
+        .args([
+            "neigh",
+            "replace",
+            t.get("PEER_IP"),
+            "lladdr",
+            t.get("PEER_MAC"),
+        ])
+        .args(["dev", t.get("HOST_IF"), "nud", "reachable"])
+        .status()
+        .expect("ip neigh");
+    assert!(neigh.success(), "ip neigh replace");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let stack = Stack::start(&StackConfig::new(t.get("HOST_IF")), stop.clone()).expect("stack");
+    std::thread::sleep(Duration::from_millis(400));
+    let remote = SocketAddrV4::new(peer, 9000);
+
+    // Client closes first: echo of 1 MiB.
+    let mut c = TcpStream::connect_timeout(stack.handle(), remote, Duration::from_secs(5))
+        .expect("connect");
+    let data: Vec<u8> = (0..(1usize << 20)).map(|i| (i % 251) as u8).collect();
+    let mut echoed = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    c.set_read_timeout(Some(Duration::from_millis(1))).unwrap();
+    let mut off = 0;
+    while off < data.len() {
+        off += c.write(&data[off..(off + 65536).min(data.len())]).unwrap();
+        match c.read(&mut buf) {
+            Ok(n) => echoed.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.shutdown(Shutdown::Write).unwrap();
+    c.read_to_end(&mut echoed).unwrap();
+    assert_eq!(echoed.len(), data.len());
+    assert!(echoed == data, "echo differs");
+    drop(c);
+
+    // Server closes first: 2 MB from the kernel.
+    let mut c = TcpStream::connect_timeout(stack.handle(), remote, Duration::from_secs(5))
+        .expect("connect 2");
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut got = Vec::new();
+    c.read_to_end(&mut got).unwrap();
+    let want: Vec<u8> = (0..2_000_000usize)
+        .map(|i| ((i * 7 + i / 256) % 256) as u8)
+        .collect();
+    assert_eq!(got.len(), want.len());
+    assert!(got == want, "download differs");
+    drop(c);
+
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), format!("echoed {}", 1 << 20));
+    assert!(server.wait().unwrap().success());
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (reports, _) = stack.join();
+    let connected: u64 = reports.iter().map(|r| r.shard.tcp.connected).sum();
+    assert_eq!(connected, 2);
+}

@@ -119,8 +119,10 @@ pub trait TcpHandler: Send {
     /// The timer set with [`TcpConn::set_timer`] expired.
     fn on_timer(&mut self, _now: Instant, _conn: &mut TcpConn<'_>) {}
 
-    /// The connection is over for the application (TIME-WAIT or CLOSED);
-    /// `reason` is `None` while TIME-WAIT still runs.
+    /// The connection is over for the application: called with `None`
+    /// when it enters TIME-WAIT (received bytes left unused are still
+    /// offered to `on_data` until it ends), and with the reason when it is
+    /// CLOSED and leaves the table (after TIME-WAIT too).
     fn on_close(&mut self, _now: Instant, _id: ConnId, _reason: Option<CloseReason>) {}
 }
 
@@ -421,7 +423,10 @@ impl TcpHandler for StreamBridge {
             return;
         };
         match reason {
-            None | Some(CloseReason::Normal) => {
+            // TIME-WAIT: unread data may still be waiting for credit; the
+            // end of the stream is reported by `on_peer_closed`.
+            None => return,
+            Some(CloseReason::Normal) => {
                 let _ = b.events.send(StreamEvent::Eof);
             }
             Some(r) => {
