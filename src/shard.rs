@@ -43,7 +43,7 @@ use crate::neighbor::{
     RoutingTable,
 };
 use crate::phy::{FrameBuf, Link};
-use crate::shard_tcp::{ShardTcp, TcpShardConfig, TcpShardCounters};
+use crate::shard_tcp::{Demux, Origin, ShardTcp, TcpShardConfig, TcpShardCounters};
 use crate::tcp::IsnKey;
 use crate::time::{Duration, Instant};
 use crate::udp::{self, Checksum, RxDatagram, RxDecision, SocketId, UdpConfig, UdpCounters};
@@ -289,7 +289,13 @@ pub struct Shard<F> {
     handler_ports: Vec<u16>,
     /// The TCP half.
     tcp: ShardTcp,
+    /// Hands a TCP frame that may belong to another shard to the others.
+    tcp_forward: Option<TcpForward>,
 }
+
+/// Hands a received frame to the other shards (see
+/// [`ShardTcp::set_forwarding`]).
+pub type TcpForward = Box<dyn FnMut(&[u8]) + Send>;
 
 impl<F> std::fmt::Debug for Shard<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -358,6 +364,7 @@ impl<F: FrameBuf> Shard<F> {
             bound,
             handler_ports: Vec::new(),
             tcp,
+            tcp_forward: None,
         }
     }
 
@@ -368,6 +375,28 @@ impl<F: FrameBuf> Shard<F> {
 
     pub fn tcp_mut(&mut self) -> &mut ShardTcp {
         &mut self.tcp
+    }
+
+    /// With several shards: TCP segments this shard has no connection for
+    /// go to `forward` (the other workers), see [`ShardTcp::set_forwarding`].
+    pub fn set_tcp_forward(&mut self, forward: TcpForward) {
+        self.tcp.set_forwarding(true);
+        self.tcp_forward = Some(forward);
+    }
+
+    /// A TCP frame another shard forwarded: processed only if one of this
+    /// shard's connections (or handshakes) owns it.
+    pub fn process_forwarded_tcp(&mut self, now: Instant, frame: &[u8]) {
+        use crate::wire::frame::{parse, Frame, L4};
+        if let Ok(Frame::Ipv4(eth, ip, L4::Tcp(seg))) = parse(frame) {
+            self.tcp.on_segment_from(
+                now,
+                eth.src_addr.0,
+                ip.src_addr.into(),
+                &seg,
+                Origin::Forwarded,
+            );
+        }
     }
 
     /// Replaces the TCP half (e.g. one with the stack's ISN key and port
@@ -481,6 +510,7 @@ impl<F: FrameBuf> Shard<F> {
             bound,
             handler_ports,
             tcp,
+            ..
         } = self;
         // TCP: due timers, then every segment ready, into the batch.
         let Core {
@@ -664,7 +694,14 @@ impl<F: FrameBuf> Shard<F> {
         let Ok(seg) = parsed else {
             return self.core.drop_frame(link, frame, DropReason::Tcp);
         };
-        self.tcp.on_segment(now, mac_at(data, 6), ip.src, &seg);
+        let d = self
+            .tcp
+            .on_segment_from(now, mac_at(data, 6), ip.src, &seg, Origin::Local);
+        if d == Demux::Forward {
+            if let Some(f) = self.tcp_forward.as_mut() {
+                f(&data[..ip.end]);
+            }
+        }
         link.release(frame);
     }
 }

@@ -141,6 +141,8 @@ pub struct TcpShardCounters {
     pub connected: u64,
     /// Connections removed from the table.
     pub closed: u64,
+    /// Segments handed to the other shards ([`ShardTcp::set_forwarding`]).
+    pub forwarded: u64,
     pub drops: [u64; TcpShardDrop::COUNT],
     /// Segments the engine dropped, by [`tcp::DropReason`].
     pub engine_drops: [u64; tcp::DropReason::COUNT],
@@ -159,13 +161,15 @@ impl TcpShardCounters {
     pub fn to_kv(&self) -> String {
         use std::fmt::Write as _;
         let mut s = format!(
-            "tcp_in={} tcp_out={} tcp_rst_out={} tcp_accepted={} tcp_connected={} tcp_closed={}",
+            "tcp_in={} tcp_out={} tcp_rst_out={} tcp_accepted={} tcp_connected={} tcp_closed={} \
+             tcp_forwarded={}",
             self.segments_in,
             self.segments_out,
             self.resets_sent,
             self.accepted,
             self.connected,
-            self.closed
+            self.closed,
+            self.forwarded
         );
         for r in TcpShardDrop::ALL {
             let _ = write!(s, " tcp_drop_{}={}", r.name(), self.dropped(r));
@@ -183,6 +187,7 @@ impl TcpShardCounters {
         self.accepted += o.accepted;
         self.connected += o.connected;
         self.closed += o.closed;
+        self.forwarded += o.forwarded;
         for i in 0..TcpShardDrop::COUNT {
             self.drops[i] += o.drops[i];
         }
@@ -322,7 +327,26 @@ pub struct ShardTcp {
     syn_macs: HashMap<Ipv4Addr, Mac>,
     ports: Option<SharedPorts>,
     port_hook: Option<PortHook>,
+    /// Other shards exist: see [`ShardTcp::set_forwarding`].
+    forwarding: bool,
     counters: TcpShardCounters,
+}
+
+/// Where a segment came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// This shard's queue.
+    Local,
+    /// Another shard, which had no connection for it.
+    Forwarded,
+}
+
+/// What [`ShardTcp::on_segment_from`] did with a segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Demux {
+    Handled,
+    /// Not this shard's: hand the frame to the other shards.
+    Forward,
 }
 
 impl fmt::Debug for ShardTcp {
@@ -372,12 +396,25 @@ impl ShardTcp {
             syn_macs: HashMap::new(),
             ports,
             port_hook: None,
+            forwarding: false,
             counters: TcpShardCounters::default(),
         }
     }
 
     pub fn config(&self) -> &TcpShardConfig {
         &self.cfg
+    }
+
+    /// With several shards, a segment of a connection another shard owns
+    /// can reach this one (on veth the peer picks its transmit queue by the
+    /// CPU it runs on, which may change during a connection). With
+    /// forwarding on, a segment without SYN for no connection and no
+    /// handshake here is not answered but reported as [`Demux::Forward`],
+    /// for the caller to hand to the other shards; they process it only if
+    /// it is theirs ([`Origin::Forwarded`]). The price: such a segment for
+    /// a connection nobody has is dropped (counted) instead of reset.
+    pub fn set_forwarding(&mut self, on: bool) {
+        self.forwarding = on;
     }
 
     /// See [`PortHook`].
@@ -638,6 +675,19 @@ impl ShardTcp {
     /// One received segment, already parsed with its checksum verified:
     /// from `src` (whose frame came from `src_mac`) to this shard's address.
     pub fn on_segment(&mut self, now: Instant, src_mac: Mac, src: Ipv4Addr, seg: &TcpRepr<'_>) {
+        self.on_segment_from(now, src_mac, src, seg, Origin::Local);
+    }
+
+    /// [`ShardTcp::on_segment`] for a segment from `origin`; see
+    /// [`ShardTcp::set_forwarding`].
+    pub fn on_segment_from(
+        &mut self,
+        now: Instant,
+        src_mac: Mac,
+        src: Ipv4Addr,
+        seg: &TcpRepr<'_>,
+        origin: Origin,
+    ) -> Demux {
         self.counters.segments_in += 1;
         let local = SocketAddrV4::new(self.cfg.ip, seg.dst_port);
         let remote = SocketAddrV4::new(src, seg.src_port);
@@ -649,7 +699,7 @@ impl ShardTcp {
                 .is_some_and(|e| e.conn.syn_may_reopen(seg));
             if !reopen {
                 let Some(e) = self.slots[slot as usize].entry.as_mut() else {
-                    return;
+                    return Demux::Handled;
                 };
                 e.peer_mac = Some(src_mac);
                 if let Err(r) = e.conn.on_segment(now, seg) {
@@ -657,7 +707,7 @@ impl ShardTcp {
                 }
                 self.touch(slot);
                 self.dispatch(now, slot);
-                return;
+                return Demux::Handled;
             }
             // RFC 6191: the old incarnation in TIME-WAIT gives way.
             if let Some(e) = self.slots[slot as usize].entry.as_mut() {
@@ -666,15 +716,32 @@ impl ShardTcp {
             }
             self.remove(slot);
         }
-        let Some(li) = self
+        let li = self
             .listeners
             .iter()
-            .position(|l| l.listener.local().port() == seg.dst_port)
-        else {
-            return self.unmatched(src, src_mac, seg);
+            .position(|l| l.listener.local().port() == seg.dst_port);
+        let embryo = li.is_some_and(|i| self.listeners[i].listener.has_embryonic(remote));
+        // Only a connection request (SYN without ACK) is surely for this
+        // shard's listener; anything else may be another shard's.
+        let request = seg.flags.syn() && !seg.flags.ack();
+        if !request && !embryo {
+            if origin == Origin::Forwarded {
+                self.count(TcpShardDrop::Unmatched);
+                return Demux::Handled;
+            }
+            if self.forwarding {
+                self.counters.segments_in -= 1;
+                self.counters.forwarded += 1;
+                return Demux::Forward;
+            }
+        }
+        let Some(li) = li else {
+            self.unmatched(src, src_mac, seg);
+            return Demux::Handled;
         };
         if seg.flags.syn() && self.table.len() >= self.table.capacity() {
-            return self.count(TcpShardDrop::TableFull);
+            self.count(TcpShardDrop::TableFull);
+            return Demux::Handled;
         }
         if self.syn_macs.len() >= SYN_MACS_MAX {
             self.syn_macs.clear();
@@ -686,6 +753,7 @@ impl ShardTcp {
         }
         l.dirty = true;
         self.accept_from(now, li);
+        Demux::Handled
     }
 
     fn unmatched(&mut self, src: Ipv4Addr, src_mac: Mac, seg: &TcpRepr<'_>) {

@@ -64,6 +64,8 @@ pub enum Command {
     },
     /// A thread-side TCP handle's request ([`crate::api::tcp`]).
     Tcp(TcpCommand),
+    /// A TCP frame another worker had no connection for.
+    TcpForward(Vec<u8>),
 }
 
 impl fmt::Debug for Command {
@@ -75,6 +77,7 @@ impl fmt::Debug for Command {
                 write!(f, "UdpSend({port} -> {dst}, {} bytes)", data.len())
             }
             Command::Tcp(c) => write!(f, "Tcp({c:?})"),
+            Command::TcpForward(d) => write!(f, "TcpForward({} bytes)", d.len()),
         }
     }
 }
@@ -242,6 +245,7 @@ fn apply<L: Link>(now: Instant, link: &mut L, shard: &mut Shard<L::Frame>, cmd: 
             let _ = shard.send_udp(now, link, port, dst, &data);
         }
         Command::Tcp(c) => shard.tcp_mut().command(now, c),
+        Command::TcpForward(frame) => shard.process_forwarded_tcp(now, &frame),
     }
 }
 
@@ -665,6 +669,24 @@ impl Stack {
             let (tx, rx) = channel::unbounded();
             senders.push(tx);
             workers.push((q, link, shard, rx));
+        }
+        if senders.len() > 1 {
+            // A flow's segments may reach several queues (see
+            // `ShardTcp::set_forwarding`): one copy per misrouted segment
+            // to every other worker.
+            for (i, (_, _, shard, _)) in workers.iter_mut().enumerate() {
+                let others: Vec<Sender<Command>> = senders
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, _)| *j != i)
+                    .map(|(_, s)| s.clone())
+                    .collect();
+                shard.set_tcp_forward(Box::new(move |frame: &[u8]| {
+                    for o in &others {
+                        let _ = o.send(Command::TcpForward(frame.to_vec()));
+                    }
+                }));
+            }
         }
         let handle = StackHandle::new(ip, mtu, ps, Some(maps.clone()), senders);
         for (port, _) in &cfg.udp_handlers {

@@ -494,3 +494,59 @@ fn stack_as_client_to_a_kernel_server_both_close_orders() {
     let connected: u64 = reports.iter().map(|r| r.shard.tcp.connected).sum();
     assert_eq!(connected, 2);
 }
+
+/// Two queues, two workers (native mode: the host's RX queue is the peer's
+/// TX queue, pinned by XPS to the sending CPU): clients on CPU 0 and 1 each
+/// push 1 MiB echoes through 8 connections; every byte comes back.
+///
+/// A connection lives on the worker whose queue its SYN reached. On veth
+/// the peer sends from whichever CPU runs its TCP (the application's, or
+/// the one that transmitted the frame it answers), and XPS picks that
+/// CPU's queue, so a flow's segments reach both queues; the worker without
+/// the connection hands them to the other.
+#[test]
+fn two_queues_two_workers_tcp_echo() {
+    let t = Topo::new(&["--queues", "2"]);
+    let host_ip = t.get("HOST_IP").to_string();
+    let peer_if = t.get("PEER_IF").to_string();
+    for (q, mask) in [(0, "1"), (1, "2")] {
+        let st = Command::new("ip")
+            .args(["netns", "exec", &t.name, "sh", "-c"])
+            .arg(format!(
+                "echo {mask} > /sys/class/net/{peer_if}/queues/tx-{q}/xps_cpus"
+            ))
+            .status()
+            .expect("xps");
+        assert!(st.success(), "setting XPS failed");
+    }
+    let srv = Server::start(
+        t.get("HOST_IF"),
+        &[
+            "--tcp-echo",
+            "7000",
+            "--queues",
+            "2",
+            "--xdp-mode",
+            "native",
+        ],
+    );
+    for cpu in ["0", "1"] {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &t.name, "taskset", "-c", cpu, "python3"])
+            .args(["-c", ECHO_PY, &host_ip, "7000", "conc", "8", "1048576"])
+            .output()
+            .expect("python");
+        let s = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && s.contains("ok conc 8"),
+            "{s} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let w = srv.stop();
+    assert_eq!(w.len(), 2);
+    assert_eq!(sum(&w, "tcp_accepted"), 16, "{w:?}");
+    for (i, worker) in w.iter().enumerate() {
+        assert!(worker["tcp_accepted"] > 0, "worker {i} got nothing: {w:?}");
+    }
+}
