@@ -32,7 +32,20 @@
 //!   the caller's resolver when it transmits.
 //! - Active opens take their local port from the shard's slice of the port
 //!   service (RFC 6056 Algorithm 4), skipping ports whose 4-tuple is still
-//!   in the table; the port goes back when the connection ends.
+//!   in the table; the port goes back when the connection ends (in shared
+//!   mode a [`PortHook`] steers it meanwhile).
+//! - Applications: run-to-completion [`TcpHandler`]s registered per shard,
+//!   and the thread-side streams of [`crate::api::tcp`] through the shard's
+//!   [`StreamBridge`] ([`STREAMS`]), driven by [`ShardTcp::command`].
+//! - Several shards: a segment of a flow another shard owns is reported as
+//!   [`Demux::Forward`] for the worker to hand over
+//!   ([`ShardTcp::set_forwarding`]); connection state never moves.
+//!
+//! Not done here: ARP for an active open's peer (the next hop's MAC comes
+//! from received frames or the shard's neighbour cache; in dedicated mode
+//! nothing asks for it), choosing an active open's port so a NIC's RSS
+//! steers the replies to the opening queue (on veth the peer's transmit
+//! queue decides, and forwarding covers it).
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;

@@ -101,9 +101,13 @@ pub trait TcpHandler: Send {
     /// An active open completed.
     fn on_connect(&mut self, _now: Instant, _conn: &mut TcpConn<'_>) {}
 
-    /// Received bytes, borrowed from the receive buffer. Returns how many
-    /// were used; the rest are offered again later. `tx` queues bytes for
-    /// sending on the same connection.
+    /// Received bytes, borrowed from the receive buffer: the first
+    /// contiguous run of them (the buffer is a ring, so a run may end
+    /// before the data does; once it is used, the rest follows in the next
+    /// call). Returns how many were used; the rest are offered again on the
+    /// next event, so a handler that needs more than one run at once (a
+    /// message split at the ring's end) keeps its own copy. `tx` queues
+    /// bytes for sending on the same connection.
     fn on_data(&mut self, now: Instant, id: ConnId, data: &[u8], tx: &mut SendHalf<'_>) -> usize;
 
     /// Called after each event while the connection may send: room may
