@@ -488,6 +488,14 @@ impl ShardTcp {
         true
     }
 
+    /// The counters of the listener on `port`.
+    pub fn listener_counters(&self, port: u16) -> Option<tcp::ListenerCounters> {
+        self.listeners
+            .iter()
+            .find(|l| l.listener.local().port() == port)
+            .map(|l| *l.listener.counters())
+    }
+
     pub fn is_listening(&self, port: u16) -> bool {
         self.listeners
             .iter()

@@ -58,8 +58,11 @@ impl Side {
         self.link.recv_batch(now, &mut self.rx, 64);
         for f in self.rx.drain(..) {
             if let Ok(Frame::Ipv4(eth, ip, L4::Tcp(seg))) = parse(f.data()) {
-                self.tcp
-                    .on_segment(now, eth.src_addr.0, ip.src_addr.into(), &seg);
+                // As the shard does: only what is addressed to us.
+                if Ipv4Addr::from(ip.dst_addr) == self.tcp.config().ip {
+                    self.tcp
+                        .on_segment(now, eth.src_addr.0, ip.src_addr.into(), &seg);
+                }
             }
             self.link.release(f);
         }
@@ -488,4 +491,67 @@ fn http_large_body_under_loss() {
     let (r, want, _) = http_run(1_000_000, req, 1, faults);
     assert_eq!(r.received[0].len(), want.len());
     assert!(r.received[0] == want);
+}
+
+#[test]
+fn syn_flood_beyond_the_backlog_falls_back_to_cookies() {
+    use xdpstack::wire::frame::emit_ipv4_tcp;
+    use xdpstack::wire::{EthernetAddress, EthernetRepr, Ipv4Repr, SeqNumber, TcpFlags, TcpRepr};
+    let (mut a, mut b) = sides(21, FaultConfig::default());
+    // A small backlog on the server.
+    let mut cfg = b.tcp.config().clone();
+    cfg.syn_backlog = 8;
+    b.tcp = ShardTcp::new(cfg, IsnKey::random(), None, Instant::ZERO);
+    let echo = b.tcp.add_handler(Box::<TcpEcho>::default());
+    b.tcp.listen(7, echo);
+    // 200 SYNs from spoofed ports that never complete the handshake.
+    let now = Instant::from_millis(1);
+    let mut frames = Vec::new();
+    for i in 0..200u16 {
+        let syn = TcpRepr {
+            src_port: 1000 + i,
+            dst_port: 7,
+            seq_number: SeqNumber(u32::from(i) * 7919),
+            ack_number: SeqNumber(0),
+            flags: TcpFlags(TcpFlags::SYN),
+            window: 1000,
+            urgent_pointer: 0,
+            options: Default::default(),
+            payload: &[],
+        };
+        let mut f = a.link.alloc_tx().expect("frame");
+        let cap = f.capacity();
+        f.set_len(cap);
+        let eth = EthernetRepr {
+            src_addr: EthernetAddress([2, 0, 0, 0, 0, 9]),
+            dst_addr: EthernetAddress(B_MAC),
+            ethertype: 0x0800,
+            vlan: None,
+        };
+        let ip = Ipv4Repr::new(Ipv4Addr::new(10, 9, 0, 77).into(), B_IP.into(), 6, 0);
+        let n = emit_ipv4_tcp(f.data_mut(), &eth, &ip, &syn).unwrap();
+        f.set_len(n);
+        frames.push(f);
+    }
+    a.link.send_batch(now, &mut frames);
+    // Now a real client: it must still get through, byte-exact.
+    let rec = Arc::new(Mutex::new(Record::default()));
+    let data = pattern(50_000, 21);
+    let client = a
+        .tcp
+        .add_handler(Box::new(Client::new(data.clone(), rec.clone())));
+    a.tcp
+        .connect(now, SocketAddrV4::new(B_IP, 7), client, None)
+        .unwrap();
+    let r2 = rec.clone();
+    run(&mut a, &mut b, Duration::from_secs(30), |_, _| {
+        !r2.lock().unwrap().closed.is_empty()
+    });
+    let r = rec.lock().unwrap();
+    assert_eq!(r.connected, 1, "the legitimate client did not connect");
+    assert!(r.received.iter().any(|v| v == &data), "echo differs");
+    assert_eq!(b.tcp.counters().accepted, 1);
+    let l = b.tcp.listener_counters(7).unwrap();
+    assert!(l.cookies_sent >= 1, "no SYN cookie was used: {l:?}");
+    assert_eq!(l.cookies_accepted, 1, "{l:?}");
 }
