@@ -12,6 +12,8 @@
 
 pub mod api;
 pub mod baseline;
+pub mod conntable;
+pub mod http;
 pub mod icmp;
 pub mod loadgen;
 pub mod neighbor;

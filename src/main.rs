@@ -1,5 +1,16 @@
 //! The xdpstack command line: serve and benchmark on a NIC or a veth pair.
-use clap::Parser;
+//! Argument structs and calls into the library; the work is done there.
+use std::net::{Ipv4Addr, SocketAddr};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use xdpstack::api::udp::{Echo, UdpHandler};
+use xdpstack::worker::{steer_kv, HandlerFactory, Stack, StackConfig};
+use xdpstack::xdp::{signals, AttachMode, PollMode};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -8,12 +19,352 @@ use clap::Parser;
     about = "A kernel-bypass TCP/UDP stack on AF_XDP"
 )]
 enum Cli {
+    /// Serve on an interface until SIGINT/SIGTERM; prints per-worker
+    /// counters on exit.
+    Serve(ServeArgs),
+    /// Load generators.
+    #[command(subcommand)]
+    Bench(BenchCmd),
+    /// Servers to compare the stack against.
+    #[command(subcommand)]
+    Baseline(BaselineCmd),
     /// Print the version and exit.
     Version,
 }
 
-fn main() {
-    match Cli::parse() {
-        Cli::Version => println!("xdpstack {}", env!("CARGO_PKG_VERSION")),
+#[derive(Copy, Clone, Debug, ValueEnum)]
+enum XdpModeArg {
+    /// Native (driver) mode, falling back to generic.
+    Auto,
+    /// Native (driver) mode only.
+    Native,
+    /// Generic (SKB) mode.
+    Generic,
+}
+
+impl From<XdpModeArg> for AttachMode {
+    fn from(m: XdpModeArg) -> AttachMode {
+        match m {
+            XdpModeArg::Auto => AttachMode::Auto,
+            XdpModeArg::Native => AttachMode::Native,
+            XdpModeArg::Generic => AttachMode::Generic,
+        }
+    }
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum)]
+enum PollArg {
+    /// Spin on the rings (lowest latency, one core at 100% per worker).
+    Busy,
+    /// Sleep in poll() when idle.
+    Wakeup,
+}
+
+impl From<PollArg> for PollMode {
+    fn from(p: PollArg) -> PollMode {
+        match p {
+            PollArg::Busy => PollMode::Busy,
+            PollArg::Wakeup => PollMode::Wakeup,
+        }
+    }
+}
+
+/// A comma-separated list of CPU numbers, e.g. `0,2,3`.
+#[derive(Clone, Debug, Default)]
+struct CoreList(Vec<usize>);
+
+fn parse_cores(s: &str) -> Result<CoreList, String> {
+    s.split(',')
+        .filter(|p| !p.is_empty())
+        .map(|p| p.trim().parse::<usize>().map_err(|e| format!("{p}: {e}")))
+        .collect::<Result<Vec<_>, _>>()
+        .map(CoreList)
+}
+
+#[derive(Args, Debug)]
+struct ServeArgs {
+    /// Interface to attach to.
+    #[arg(long)]
+    iface: String,
+    /// Dedicated mode: serve this IPv4 address (not configured on the
+    /// interface); the stack answers ARP and ICMP echo for it and owns all
+    /// its ports. Without it, shared mode: the interface's address, only
+    /// the bound ports (the kernel keeps ARP, ICMP and everything else).
+    #[arg(long)]
+    ip: Option<Ipv4Addr>,
+    /// Worker threads, one per interface queue (queues 0..N).
+    #[arg(long, default_value_t = 1)]
+    queues: u32,
+    /// Run a UDP echo service on this port (repeatable).
+    #[arg(long = "udp-echo", value_name = "PORT")]
+    udp_echo: Vec<u16>,
+    /// Print per-worker counters every second.
+    #[arg(long)]
+    stats: bool,
+    /// XDP attach mode.
+    #[arg(long = "xdp-mode", value_enum, default_value_t = XdpModeArg::Auto)]
+    xdp_mode: XdpModeArg,
+    /// How workers wait for packets.
+    #[arg(long, value_enum, default_value_t = PollArg::Busy)]
+    poll: PollArg,
+    /// CPUs to pin the workers to, in queue order (e.g. `0,1`).
+    #[arg(long, value_parser = parse_cores)]
+    cores: Option<CoreList>,
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCmd {
+    /// UDP echo request/response: req/s and latency percentiles.
+    UdpEcho(BenchUdpArgs),
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum, PartialEq, Eq)]
+enum ClientArg {
+    /// Kernel UDP sockets.
+    Kernel,
+    /// xdpstack itself on an AF_XDP socket (needs --iface).
+    Xdpstack,
+}
+
+#[derive(Args, Debug)]
+struct BenchUdpArgs {
+    /// Echo server address.
+    #[arg(long)]
+    target: SocketAddr,
+    /// Seconds to run.
+    #[arg(long, default_value_t = 5.0)]
+    duration: f64,
+    /// Payload bytes per request.
+    #[arg(long, default_value_t = 64)]
+    payload: usize,
+    /// Requests kept in flight.
+    #[arg(long, default_value_t = 1)]
+    inflight: usize,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    json: bool,
+    /// Which client drives the load.
+    #[arg(long, value_enum, default_value_t = ClientArg::Kernel)]
+    client: ClientArg,
+    /// Interface for the xdpstack client.
+    #[arg(long)]
+    iface: Option<String>,
+    /// CPU to pin the client to.
+    #[arg(long)]
+    core: Option<usize>,
+    /// XDP attach mode (xdpstack client).
+    #[arg(long = "xdp-mode", value_enum, default_value_t = XdpModeArg::Auto)]
+    xdp_mode: XdpModeArg,
+    /// How the xdpstack client waits for packets.
+    #[arg(long, value_enum, default_value_t = PollArg::Busy)]
+    poll: PollArg,
+    /// Label for the server in the report (e.g. kernel, xdpstack).
+    #[arg(long, default_value = "")]
+    server_label: String,
+}
+
+#[derive(Subcommand, Debug)]
+enum BaselineCmd {
+    /// Raw AF_XDP UDP reflector (swap addresses, send back; no stack).
+    Reflector(ReflectorArgs),
+    /// Kernel UDP echo server (recvmmsg/sendmmsg batches).
+    KernelUdpEcho(KernelEchoArgs),
+}
+
+#[derive(Args, Debug)]
+struct ReflectorArgs {
+    /// Interface to attach to.
+    #[arg(long)]
+    iface: String,
+    /// UDP port to reflect.
+    #[arg(long)]
+    port: u16,
+    /// Queues to serve (0..N), one thread each.
+    #[arg(long, default_value_t = 1)]
+    queues: u32,
+    /// CPUs to pin the threads to, in queue order.
+    #[arg(long, value_parser = parse_cores)]
+    cores: Option<CoreList>,
+    /// XDP attach mode.
+    #[arg(long = "xdp-mode", value_enum, default_value_t = XdpModeArg::Auto)]
+    xdp_mode: XdpModeArg,
+    /// How the threads wait for packets.
+    #[arg(long, value_enum, default_value_t = PollArg::Busy)]
+    poll: PollArg,
+}
+
+#[derive(Args, Debug)]
+struct KernelEchoArgs {
+    /// Address to bind.
+    #[arg(long)]
+    bind: SocketAddr,
+    /// CPU to pin the server to (one serving thread).
+    #[arg(long, conflicts_with = "cores")]
+    core: Option<usize>,
+    /// One serving thread per CPU listed (SO_REUSEPORT sockets), pinned,
+    /// e.g. `0,1`: the kernel's counterpart of `serve --queues N`.
+    #[arg(long, value_parser = parse_cores)]
+    cores: Option<CoreList>,
+}
+
+fn stop_flag() -> Result<Arc<AtomicBool>, String> {
+    let stop = Arc::new(AtomicBool::new(false));
+    signals::spawn_signal_thread(stop.clone()).map_err(|e| format!("signals: {e}"))?;
+    signals::detach_on_panic();
+    Ok(stop)
+}
+
+fn serve(a: ServeArgs) -> Result<(), String> {
+    let stop = stop_flag()?;
+    let mut cfg = StackConfig::new(&a.iface);
+    cfg.ip = a.ip;
+    cfg.queues = a.queues.max(1);
+    cfg.cores = a.cores.unwrap_or_default().0;
+    cfg.poll = a.poll.into();
+    cfg.attach = a.xdp_mode.into();
+    cfg.stats_every = a.stats.then(|| Duration::from_secs(1));
+    for port in a.udp_echo {
+        let f: HandlerFactory = Arc::new(|| Box::new(Echo) as Box<dyn UdpHandler>);
+        cfg.udp_handlers.push((port, f));
+    }
+    let stack = Stack::start(&cfg, stop.clone()).map_err(|e| e.to_string())?;
+    println!(
+        "serving on {} ({:?} mode, {} attach, ip {}, {} worker(s), ephemeral ports {})",
+        a.iface,
+        stack.mode(),
+        format!("{:?}", stack.attached_mode()).to_lowercase(),
+        stack.handle().local_ip(),
+        stack.handle().workers(),
+        stack.ephemeral_range(),
+    );
+    while !stop.load(Ordering::Relaxed) {
+        if let Ok(r) = stack.stats().recv_timeout(Duration::from_millis(100)) {
+            println!("{r}");
+            if r.worker + 1 == stack.handle().workers() {
+                if let Some(c) = stack.steer_counters() {
+                    println!("steer: {}", steer_kv(&c));
+                }
+            }
+        }
+    }
+    let (reports, steer) = stack.join();
+    println!("final counters:");
+    for r in &reports {
+        println!("{r}");
+    }
+    if let Some(c) = steer {
+        println!("steer: {}", steer_kv(&c));
+    }
+    Ok(())
+}
+
+fn bench_udp(a: BenchUdpArgs) -> Result<(), String> {
+    use xdpstack::loadgen::udp_echo::{run_kernel_client, UdpEchoConfig};
+    if let Some(c) = a.core {
+        core_affinity::set_for_current(core_affinity::CoreId { id: c });
+    }
+    let duration = Duration::from_secs_f64(a.duration.max(0.1));
+    let mut report = match a.client {
+        ClientArg::Kernel => {
+            let cfg = UdpEchoConfig {
+                target: a.target,
+                bind: "0.0.0.0:0".parse().expect("static address"),
+                payload: a.payload,
+                inflight: a.inflight.max(1),
+                duration,
+                warmup: Duration::from_millis(200).min(duration / 5),
+            };
+            run_kernel_client(&cfg).map_err(|e| e.to_string())?
+        }
+        ClientArg::Xdpstack => {
+            let iface = a
+                .iface
+                .as_deref()
+                .ok_or("--client xdpstack needs --iface")?;
+            let SocketAddr::V4(target) = a.target else {
+                return Err("IPv4 targets only".into());
+            };
+            let cfg = xdpstack::loadgen::xdp_client::XdpClientConfig {
+                iface: iface.to_string(),
+                target,
+                payload: a.payload,
+                inflight: a.inflight.max(1),
+                duration,
+                warmup: Duration::from_millis(200).min(duration / 5),
+                attach: a.xdp_mode.into(),
+                poll: a.poll.into(),
+            };
+            let stop = stop_flag()?;
+            xdpstack::loadgen::xdp_client::run(&cfg, &stop).map_err(|e| e.to_string())?
+        }
+    };
+    report.server = a.server_label;
+    if a.json {
+        println!("{}", report.to_json());
+    } else {
+        println!("{}", report.summary());
+    }
+    Ok(())
+}
+
+fn reflector(a: ReflectorArgs) -> Result<(), String> {
+    use xdpstack::xdp::reflector::{run_with, ReflectorConfig};
+    let stop = stop_flag()?;
+    let cores = a.cores.unwrap_or_default().0;
+    let mut cfg = ReflectorConfig::new(&a.iface, a.port);
+    cfg.queues = (0..a.queues.max(1))
+        .map(|q| (q, cores.get(q as usize).copied()))
+        .collect();
+    cfg.attach = a.xdp_mode.into();
+    cfg.poll = a.poll.into();
+    let report = run_with(&cfg, &stop, |m| {
+        println!(
+            "reflecting UDP port {} on {} ({} attach)",
+            a.port,
+            a.iface,
+            format!("{m:?}").to_lowercase()
+        )
+    })
+    .map_err(|e| e.to_string())?;
+    for (q, s) in &report.per_queue {
+        println!(
+            "queue {q}: reflected={} ignored={} xsk_rx={} xsk_tx={}",
+            s.reflected, s.ignored, s.xsk.rx_frames, s.xsk.tx_frames
+        );
+    }
+    Ok(())
+}
+
+fn kernel_echo(a: KernelEchoArgs) -> Result<(), String> {
+    use xdpstack::baseline::kernel_udp::{run_with, KernelEchoConfig};
+    let stop = stop_flag()?;
+    let mut cfg = KernelEchoConfig::new(a.bind);
+    cfg.cores = match (a.core, a.cores) {
+        (_, Some(list)) if !list.0.is_empty() => list.0.into_iter().map(Some).collect(),
+        (core, _) => vec![core],
+    };
+    let s = run_with(&cfg, &stop, |addr| println!("kernel UDP echo on {addr}"))
+        .map_err(|e| e.to_string())?;
+    println!("{s:?}");
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let r = match Cli::parse() {
+        Cli::Serve(a) => serve(a),
+        Cli::Bench(BenchCmd::UdpEcho(a)) => bench_udp(a),
+        Cli::Baseline(BaselineCmd::Reflector(a)) => reflector(a),
+        Cli::Baseline(BaselineCmd::KernelUdpEcho(a)) => kernel_echo(a),
+        Cli::Version => {
+            println!("xdpstack {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xdpstack: {e}");
+            ExitCode::FAILURE
+        }
     }
 }

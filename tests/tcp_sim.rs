@@ -241,7 +241,11 @@ struct Sim {
 
 impl Sim {
     fn new(seed: u64, trace: bool) -> Sim {
-        let sc = scenario(seed);
+        Sim::with(scenario(seed), trace)
+    }
+
+    fn with(sc: Scenario, trace: bool) -> Sim {
+        let seed = sc.seed;
         let tuple_a = FourTuple {
             local: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 40000),
             remote: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 80),
@@ -740,5 +744,109 @@ fn replay() {
     }
     if let Err(e) = run_seed(seed, trace) {
         panic!("seed {seed}: {e}\n{}", replay_hint(seed));
+    }
+}
+
+// ---- named scenarios (each also occurs among the random seeds) ----
+
+fn base(seed: u64) -> Scenario {
+    Scenario {
+        seed,
+        loss: 0.0,
+        dup: 0.0,
+        reorder: 0.0,
+        corrupt: 0.0,
+        delay_ms: 10,
+        jitter_ms: 0,
+        a_cfg: Config::default(),
+        b_cfg: Config::default(),
+        a_len: 100_000,
+        b_len: 100_000,
+        close: CloseOrder::ClientFirst,
+        simultaneous_open: false,
+        syn_cookie: false,
+        slow_reader: false,
+        paced: None,
+    }
+}
+
+fn run_named(sc: Scenario) -> [Counters; 2] {
+    let name = format!("{sc:?}");
+    match Sim::with(sc, false).run() {
+        Ok((c, _, _)) => c,
+        Err(e) => panic!("{e}\n{name}"),
+    }
+}
+
+#[test]
+fn simultaneous_open_and_simultaneous_close() {
+    for seed in 0..50 {
+        run_named(Scenario {
+            simultaneous_open: true,
+            close: CloseOrder::Simultaneous,
+            loss: 0.05,
+            reorder: 0.05,
+            dup: 0.05,
+            ..base(seed)
+        });
+    }
+}
+
+#[test]
+fn both_close_orders_under_loss() {
+    for seed in 0..50 {
+        for close in [CloseOrder::ClientFirst, CloseOrder::ServerFirst] {
+            run_named(Scenario {
+                close,
+                loss: 0.1,
+                ..base(seed)
+            });
+        }
+    }
+}
+
+#[test]
+fn tiny_windows() {
+    let tiny = Config {
+        mss: 100,
+        send_buffer: 300,
+        recv_buffer: 300,
+        ..Config::default()
+    };
+    for seed in 0..20 {
+        let c = run_named(Scenario {
+            a_cfg: tiny.clone(),
+            b_cfg: tiny.clone(),
+            a_len: 20_000,
+            b_len: 20_000,
+            loss: 0.05,
+            slow_reader: true,
+            ..base(seed)
+        });
+        assert!(c[0].segments_out > 200, "tiny windows mean many segments");
+    }
+}
+
+#[test]
+fn huge_window_bulk_with_loss() {
+    let huge = Config {
+        send_buffer: 4 << 20,
+        recv_buffer: 4 << 20,
+        ..Config::default()
+    };
+    for seed in 0..5 {
+        let c = run_named(Scenario {
+            a_cfg: huge.clone(),
+            b_cfg: huge.clone(),
+            a_len: 4 << 20,
+            b_len: 1 << 20,
+            loss: 0.01,
+            reorder: 0.02,
+            ..base(seed)
+        });
+        assert!(
+            c[0].fast_retransmits > 0,
+            "loss in a big window is repaired by fast retransmit"
+        );
     }
 }

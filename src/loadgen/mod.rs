@@ -7,7 +7,9 @@
 //! xdpstack on both ends (PLATFORM.md: a kernel client caps what any server
 //! can show).
 
+pub mod tcp;
 pub mod udp_echo;
+pub mod xdp_client;
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -40,6 +42,9 @@ pub struct Report {
     pub p99_ns: u64,
     pub p999_ns: u64,
     pub max_ns: u64,
+    /// Payload bytes delivered during the measured interval, for bulk
+    /// (stream) runs; 0 otherwise.
+    pub bytes: u64,
 }
 
 impl Report {
@@ -64,6 +69,17 @@ impl Report {
             p99_ns: hist.value_at_quantile(0.99),
             p999_ns: hist.value_at_quantile(0.999),
             max_ns: hist.max(),
+            bytes: 0,
+        }
+    }
+
+    /// Payload throughput in bits per second (stream runs).
+    pub fn bits_per_second(&self) -> f64 {
+        let secs = self.elapsed.as_secs_f64();
+        if secs > 0.0 {
+            self.bytes as f64 * 8.0 / secs
+        } else {
+            0.0
         }
     }
 
@@ -83,7 +99,8 @@ impl Report {
             s,
             "{{\"kind\":\"{}\",\"server\":\"{}\",\"client\":\"{}\",\"payload\":{},\"inflight\":{},\
              \"elapsed_s\":{:.3},\"completed\":{},\"lost\":{},\"per_s\":{:.1},\
-             \"p50_us\":{:.2},\"p90_us\":{:.2},\"p99_us\":{:.2},\"p999_us\":{:.2},\"max_us\":{:.2}}}",
+             \"p50_us\":{:.2},\"p90_us\":{:.2},\"p99_us\":{:.2},\"p999_us\":{:.2},\"max_us\":{:.2},\
+             \"bytes\":{},\"gbit_s\":{:.3}}}",
             json_escape(&self.kind),
             json_escape(&self.server),
             json_escape(&self.client),
@@ -98,12 +115,26 @@ impl Report {
             us(self.p99_ns),
             us(self.p999_ns),
             us(self.max_ns),
+            self.bytes,
+            self.bits_per_second() / 1e9,
         );
         s
     }
 
     /// A human-readable summary line.
     pub fn summary(&self) -> String {
+        if self.bytes > 0 && self.completed == 0 {
+            return format!(
+                "{} server={} client={} payload={} connections={}: {:.2} Gbit/s over {:.1}s",
+                self.kind,
+                self.server,
+                self.client,
+                self.payload,
+                self.inflight,
+                self.bits_per_second() / 1e9,
+                self.elapsed.as_secs_f64(),
+            );
+        }
         format!(
             "{} server={} client={} payload={} inflight={}: {:.0}/s over {:.1}s, lost {}, \
              latency p50 {:.1}us p90 {:.1}us p99 {:.1}us p99.9 {:.1}us max {:.1}us",
@@ -157,5 +188,10 @@ mod tests {
         assert!(j.starts_with("{\"kind\":\"udp-echo\""), "{j}");
         assert!(j.contains("\"lost\":3"), "{j}");
         assert!(j.contains("\"per_s\":500.0"), "{j}");
+        assert!(j.ends_with("\"bytes\":0,\"gbit_s\":0.000}"), "{j}");
+        let mut r = r;
+        r.bytes = 250_000_000;
+        assert_eq!(r.bits_per_second(), 1e9);
+        assert!(r.to_json().contains("\"gbit_s\":1.000"));
     }
 }

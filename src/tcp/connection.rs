@@ -507,13 +507,13 @@ impl Connection {
     }
 
     /// Shut down the write side (RFC 9293 §3.10.4 CLOSE): the FIN goes out
-    /// after the queued data. Reading continues.
+    /// after the queued data. Reading continues. Before the handshake has
+    /// completed (SYN-SENT, SYN-RECEIVED) the FIN waits for it, so "connect,
+    /// write, shut down" needs no wait; [`Connection::close`] in SYN-SENT
+    /// deletes the connection instead, as RFC 9293 says.
     pub fn shutdown_write(&mut self, now: Instant) {
         match self.state {
-            State::SynSent => {
-                self.set_state(now, State::Closed);
-            }
-            State::SynReceived => {
+            State::SynSent | State::SynReceived => {
                 // Sent when the handshake completes.
                 self.fin_queued = true;
             }
@@ -535,6 +535,10 @@ impl Connection {
     /// the queued data) and data arriving later resets the connection.
     pub fn close(&mut self, now: Instant) {
         self.app_closed = true;
+        if self.state == State::SynSent {
+            self.close_with(now, CloseReason::Aborted);
+            return;
+        }
         if !self.rcv_buf.is_empty() {
             self.rcv_buf.consume(usize::MAX);
             self.abort(now);
@@ -621,13 +625,22 @@ impl Connection {
         }
     }
 
-    /// (Re)start the keep-alive idle timer (RFC 9293 §3.8.4).
+    /// (Re)start the keep-alive idle timer (RFC 9293 §3.8.4): it runs in
+    /// the states where the connection can sit idle waiting for the peer.
     pub(super) fn restart_keepalive(&mut self, now: Instant) {
         self.keepalive_sent = 0;
-        if let Some(k) = self.cfg.keepalive {
-            if matches!(self.state, State::Established | State::CloseWait) {
-                self.timers.set(TimerKind::Keepalive, now + k.idle);
+        match self.cfg.keepalive {
+            Some(k) if self.keepalive_state() => {
+                self.timers.set(TimerKind::Keepalive, now + k.idle)
             }
+            _ => self.timers.clear(TimerKind::Keepalive),
         }
+    }
+
+    pub(super) fn keepalive_state(&self) -> bool {
+        matches!(
+            self.state,
+            State::Established | State::CloseWait | State::FinWait1 | State::FinWait2
+        )
     }
 }

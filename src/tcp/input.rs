@@ -73,6 +73,9 @@ impl Connection {
             self.retries = 0;
             self.set_state(now, State::Established);
             self.ack_now = true;
+            if self.fin_queued {
+                self.set_state(now, State::FinWait1);
+            }
         } else {
             // Simultaneous open: answer with SYN-ACK from the same ISS.
             self.tcb.snd_nxt = self.tcb.iss;

@@ -4,7 +4,10 @@
 //! SYN cookies (RFC 4987 §3.6) once the SYN queue is full.
 //!
 //! The listener owns the embryonic connections and their SYN-ACK
-//! retransmissions; a connection leaves it through [`Listener::accept`].
+//! retransmissions, and the established connections not yet accepted: it
+//! takes their segments and polls their output (data may arrive before the
+//! application accepts). A connection leaves it through
+//! [`Listener::accept`], after which its owner routes its 4-tuple to it.
 //!
 //! # SYN cookies
 //! When the SYN queue is full, the SYN-ACK's ISS is a cookie and nothing is
@@ -57,7 +60,8 @@ pub struct Listener {
     syn_cookies: bool,
     /// Ordered so that output order is deterministic.
     syn_queue: BTreeMap<FourTuple, Connection>,
-    accept_queue: VecDeque<Connection>,
+    /// Established, in arrival order; segments for them still come here.
+    accept_queue: VecDeque<(FourTuple, Connection)>,
     /// Stateless replies to send: RSTs and cookie SYN-ACKs.
     replies: VecDeque<(SocketAddrV4, TcpRepr<'static>)>,
     counters: ListenerCounters,
@@ -157,6 +161,9 @@ impl Listener {
         seg: &TcpRepr<'_>,
     ) -> Result<(), DropReason> {
         let tuple = self.tuple(remote);
+        if let Some((_, conn)) = self.accept_queue.iter_mut().find(|(t, _)| *t == tuple) {
+            return conn.on_segment(now, seg);
+        }
         let accept_full = self.accept_queue.len() >= self.accept_backlog;
         if let Some(conn) = self.syn_queue.get_mut(&tuple) {
             if seg.flags.ack() && !seg.flags.rst() && accept_full {
@@ -271,7 +278,7 @@ impl Listener {
         if conn.state().is_synchronized() && conn.state() != State::SynReceived {
             self.counters.cookies_accepted += 1;
             self.counters.accepted += 1;
-            self.accept_queue.push_back(conn);
+            self.accept_queue.push_back((tuple, conn));
         }
         r
     }
@@ -295,7 +302,7 @@ impl Listener {
             _ => {
                 if let Some(c) = self.syn_queue.remove(&tuple) {
                     self.counters.accepted += 1;
-                    self.accept_queue.push_back(c);
+                    self.accept_queue.push_back((tuple, c));
                 }
             }
         }
@@ -303,19 +310,19 @@ impl Listener {
 
     /// The oldest established connection, if any.
     pub fn accept(&mut self) -> Option<Connection> {
-        self.accept_queue.pop_front()
+        self.accept_queue.pop_front().map(|(_, c)| c)
     }
 
-    /// Earliest deadline of the embryonic connections.
+    /// Earliest deadline of the connections the listener holds.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.syn_queue
-            .values()
-            .filter_map(|c| c.poll_timeout())
-            .min()
+        let embryos = self.syn_queue.values();
+        let ready = self.accept_queue.iter().map(|(_, c)| c);
+        embryos.chain(ready).filter_map(|c| c.poll_timeout()).min()
     }
 
-    /// Segments to send: RSTs, cookie SYN-ACKs and the SYN-ACKs (and their
-    /// retransmissions) of the SYN queue. `emit` gets the remote address and
+    /// Segments to send: RSTs, cookie SYN-ACKs, the SYN-ACKs (and their
+    /// retransmissions) of the SYN queue, and the output of established
+    /// connections not yet accepted. `emit` gets the remote address and
     /// the segment and returns `false` when it has no room.
     pub fn poll_transmit<F>(&mut self, now: Instant, mut emit: F) -> usize
     where
@@ -341,6 +348,9 @@ impl Listener {
         }
         for t in done {
             self.settle(t);
+        }
+        for (tuple, conn) in self.accept_queue.iter_mut() {
+            sent += conn.poll_transmit(now, |r| emit(tuple.remote, r));
         }
         sent
     }

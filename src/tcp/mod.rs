@@ -24,6 +24,68 @@
 //! - A segment for which no connection or listener exists is answered with
 //!   [`rst_for_unmatched`] (RFC 9293 §3.10.7.1).
 //!
+//! # Example
+//! Two engines in memory: a client connects to a listener, sends a few
+//! bytes and closes. Segments are copied here; a worker writes each one
+//! into a transmit frame instead.
+//! ```
+//! use std::net::{Ipv4Addr, SocketAddrV4};
+//! use xdpstack::tcp::{Config, Connection, FourTuple, IsnKey, Listener, State};
+//! use xdpstack::time::Instant;
+//! use xdpstack::wire::tcp::TcpRepr;
+//!
+//! let client = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 40000);
+//! let server = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 80);
+//! let now = Instant::from_secs(1);
+//! let key = IsnKey::random();
+//! let mut listener = Listener::new(Config::default(), server, key, 128, 128);
+//! let tuple = FourTuple { local: client, remote: server };
+//! let mut a = Connection::connect(Config::default(), tuple, now, &key);
+//! a.send(b"hello").unwrap();
+//! a.shutdown_write(now);
+//!
+//! // Owned copies of what one side sends.
+//! fn drain(c: &mut Connection, now: Instant) -> Vec<(TcpRepr<'static>, Vec<u8>)> {
+//!     let mut v = Vec::new();
+//!     c.poll_transmit(now, |r| {
+//!         v.push((TcpRepr { payload: &[], ..*r }, r.payload.to_vec()));
+//!         true
+//!     });
+//!     v
+//! }
+//!
+//! let mut b: Option<Connection> = None;
+//! for _ in 0..10 {
+//!     for (r, p) in drain(&mut a, now) {
+//!         let seg = TcpRepr { payload: &p, ..r };
+//!         match b.as_mut() {
+//!             Some(b) => { let _ = b.on_segment(now, &seg); }
+//!             None => { let _ = listener.on_segment(now, client, &seg); }
+//!         }
+//!     }
+//!     let mut replies = Vec::new();
+//!     listener.poll_transmit(now, |_, r| {
+//!         replies.push((TcpRepr { payload: &[], ..*r }, r.payload.to_vec()));
+//!         true
+//!     });
+//!     if b.is_none() {
+//!         b = listener.accept();
+//!     }
+//!     if let Some(b) = b.as_mut() {
+//!         replies.extend(drain(b, now));
+//!     }
+//!     for (r, p) in replies {
+//!         let _ = a.on_segment(now, &TcpRepr { payload: &p, ..r });
+//!     }
+//! }
+//! let mut b = b.unwrap();
+//! let mut buf = [0u8; 16];
+//! assert_eq!(b.recv(&mut buf), Ok(5));
+//! assert_eq!(&buf[..5], b"hello");
+//! assert_eq!(b.state(), State::CloseWait);
+//! assert_eq!(a.state(), State::FinWait2);
+//! ```
+//!
 //! # Layout
 //! - `tcb`: the RFC 9293 §3.3.1 sequence variables under their RFC names.
 //! - `state`: the eleven states and the one function that changes them.

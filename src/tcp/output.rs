@@ -74,13 +74,22 @@ impl Connection {
         }
         if self.timers.take_expired(TimerKind::Keepalive, now) {
             if let Some(k) = self.cfg.keepalive {
-                if self.keepalive_sent >= k.probes {
+                let busy = self.tcb.snd_max > self.tcb.snd_una || !self.snd_buf.is_empty();
+                if busy || !self.keepalive_state() {
+                    // Data in flight has the retransmission timer to tell
+                    // whether the peer lives (as Linux): wait another idle
+                    // period instead of probing.
+                    self.keepalive_sent = 0;
+                    if self.keepalive_state() {
+                        self.timers.set(TimerKind::Keepalive, now + k.idle);
+                    }
+                } else if self.keepalive_sent >= k.probes {
                     self.close_with(now, CloseReason::TimedOut);
-                    return;
+                } else {
+                    self.keepalive_sent += 1;
+                    self.keepalive_pending = true;
+                    self.timers.set(TimerKind::Keepalive, now + k.interval);
                 }
-                self.keepalive_sent += 1;
-                self.keepalive_pending = true;
-                self.timers.set(TimerKind::Keepalive, now + k.interval);
             }
         }
     }

@@ -824,9 +824,37 @@ fn syn_sent_retries_then_times_out() {
 #[test]
 fn syn_sent_close_goes_to_closed() {
     let mut c = socket_syn_sent();
-    c.shutdown_write(t(0));
+    c.close(t(0));
     assert_eq!(c.state(), State::Closed);
     recv_nothing!(c);
+}
+
+#[test]
+fn syn_sent_shutdown_sends_fin_after_handshake() {
+    let mut c = socket_syn_sent();
+    c.send(b"req").unwrap();
+    c.shutdown_write(t(0));
+    assert_eq!(c.state(), State::SynSent);
+    send!(
+        c,
+        TcpRepr {
+            flags: flags(SYN | ACK),
+            seq_number: REMOTE_SEQ,
+            ack_number: LOCAL_SEQ + 1,
+            ..SEND_TEMPL
+        }
+    );
+    assert_eq!(c.state(), State::FinWait1);
+    recv!(
+        c,
+        [TcpRepr {
+            flags: flags(ACK | PSH | FIN),
+            seq_number: LOCAL_SEQ + 1,
+            ack_number: REMOTE_SEQ + 1,
+            payload: b"req",
+            ..RECV_TEMPL
+        }]
+    );
 }
 
 // ---- SYN-RECEIVED ----
@@ -2728,4 +2756,301 @@ fn nothing_is_accepted_past_the_fin() {
     assert_eq!(c.state(), State::CloseWait);
     assert_eq!(c.recv_queue(), 4);
     assert_eq!(c.tcb().rcv_nxt, REMOTE_SEQ + 6);
+}
+
+#[test]
+fn keepalive_waits_while_data_is_in_flight_and_runs_in_fin_wait_2() {
+    let mut c = socket_established();
+    c.cfg.keepalive = Some(Keepalive {
+        idle: Duration::from_secs(10),
+        interval: Duration::from_secs(1),
+        probes: 2,
+    });
+    c.cfg.data_retries = 100;
+    c.cfg.max_rto = Duration::from_secs(60);
+    send!(c, time 0, peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1));
+    c.send(b"abc").unwrap();
+    output(&mut c, t(0));
+    // Retransmissions run; keep-alive does not probe meanwhile.
+    let mut now = 0;
+    while now < 40_000 {
+        now = c.poll_timeout().unwrap().total_millis();
+        for s in output(&mut c, t(now)) {
+            assert!(
+                !s.payload.is_empty(),
+                "no keep-alive probe with data in flight"
+            );
+        }
+    }
+    assert_eq!(c.counters().keepalive_probes, 0);
+    // Acknowledged and half-closed: FIN-WAIT-2 still probes an idle peer.
+    send!(c, time now, peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 4));
+    c.shutdown_write(t(now));
+    output(&mut c, t(now));
+    send!(c, time now, peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 5));
+    assert_eq!(c.state(), State::FinWait2);
+    assert_eq!(c.poll_timeout(), Some(t(now + 10_000)));
+    recv!(c, time now + 10_000, [our_ack(LOCAL_SEQ + 4, REMOTE_SEQ + 1)]);
+}
+
+// ---- the reaction matrix: every synchronized state x every segment kind ----
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reply {
+    Nothing,
+    Ack,
+    Rst,
+    SynAck,
+}
+
+fn classify(out: &[Seg]) -> Reply {
+    match out {
+        [] => Reply::Nothing,
+        [s] if s.repr.flags.rst() => Reply::Rst,
+        [s] if s.repr.flags.syn() => Reply::SynAck,
+        [s] if s.repr.flags == flags(ACK) && s.payload.is_empty() => Reply::Ack,
+        other => panic!("unexpected output {other:?}"),
+    }
+}
+
+#[test]
+fn reaction_matrix() {
+    use Reply::*;
+    use State::*;
+    // Columns: SYN in / SYN out / ACK in / ACK out / data in / data out /
+    // FIN in / FIN out / RST exact / RST in window / RST out.
+    type Row = (fn() -> Connection, [(State, Reply); 11]);
+    let table: [Row; 8] = [
+        (
+            socket_syn_received,
+            [
+                (SynReceived, Ack),
+                (SynReceived, Ack),
+                (Established, Nothing),
+                (SynReceived, Ack),
+                (Established, Nothing),
+                (SynReceived, Ack),
+                (CloseWait, Ack),
+                (SynReceived, Ack),
+                (Closed, Nothing),
+                (SynReceived, Ack),
+                (SynReceived, Nothing),
+            ],
+        ),
+        (
+            socket_established,
+            [
+                (Established, Ack),
+                (Established, Ack),
+                (Established, Nothing),
+                (Established, Ack),
+                (Established, Nothing),
+                (Established, Ack),
+                (CloseWait, Ack),
+                (Established, Ack),
+                (Closed, Nothing),
+                (Established, Ack),
+                (Established, Nothing),
+            ],
+        ),
+        (
+            socket_fin_wait_1,
+            [
+                (FinWait1, Ack),
+                (FinWait1, Ack),
+                (FinWait1, Nothing),
+                (FinWait1, Ack),
+                (FinWait1, Nothing),
+                (FinWait1, Ack),
+                (Closing, Ack),
+                (FinWait1, Ack),
+                (Closed, Nothing),
+                (FinWait1, Ack),
+                (FinWait1, Nothing),
+            ],
+        ),
+        (
+            socket_fin_wait_2,
+            [
+                (FinWait2, Ack),
+                (FinWait2, Ack),
+                (FinWait2, Nothing),
+                (FinWait2, Ack),
+                (FinWait2, Nothing),
+                (FinWait2, Ack),
+                (TimeWait, Ack),
+                (FinWait2, Ack),
+                (Closed, Nothing),
+                (FinWait2, Ack),
+                (FinWait2, Nothing),
+            ],
+        ),
+        (
+            socket_close_wait,
+            [
+                (CloseWait, Ack),
+                (CloseWait, Ack),
+                (CloseWait, Nothing),
+                (CloseWait, Ack),
+                (CloseWait, Nothing),
+                (CloseWait, Ack),
+                (CloseWait, Nothing),
+                (CloseWait, Ack),
+                (Closed, Nothing),
+                (CloseWait, Ack),
+                (CloseWait, Nothing),
+            ],
+        ),
+        (
+            socket_closing,
+            [
+                (Closing, Ack),
+                (Closing, Ack),
+                (Closing, Nothing),
+                (Closing, Ack),
+                (Closing, Nothing),
+                (Closing, Ack),
+                (Closing, Nothing),
+                (Closing, Ack),
+                (Closed, Nothing),
+                (Closing, Ack),
+                (Closing, Nothing),
+            ],
+        ),
+        (
+            socket_last_ack,
+            [
+                (LastAck, Ack),
+                (LastAck, Ack),
+                (LastAck, Nothing),
+                (LastAck, Ack),
+                (LastAck, Nothing),
+                (LastAck, Ack),
+                (LastAck, Nothing),
+                (LastAck, Ack),
+                (Closed, Nothing),
+                (LastAck, Ack),
+                (LastAck, Nothing),
+            ],
+        ),
+        (
+            socket_time_wait,
+            [
+                (TimeWait, Ack),
+                (TimeWait, Ack),
+                (TimeWait, Nothing),
+                (TimeWait, Ack),
+                (TimeWait, Nothing),
+                (TimeWait, Ack),
+                (TimeWait, Nothing),
+                (TimeWait, Ack),
+                (TimeWait, Nothing),
+                (TimeWait, Nothing),
+                (TimeWait, Nothing),
+            ],
+        ),
+    ];
+    for (make, row) in table {
+        for (col, want) in row.iter().enumerate() {
+            let mut c = make();
+            let start = c.state();
+            let r = c.tcb().rcv_nxt;
+            // An ACK that acknowledges nothing new (or, in SYN-RECEIVED,
+            // exactly our SYN).
+            let ack = if start == SynReceived {
+                LOCAL_SEQ + 1
+            } else {
+                c.tcb().snd_una
+            };
+            let base = TcpRepr {
+                seq_number: r,
+                ack_number: ack,
+                ..SEND_TEMPL
+            };
+            let far = r + 1000;
+            let seg = match col {
+                0 => TcpRepr {
+                    flags: flags(SYN),
+                    seq_number: r + 5,
+                    ..base
+                },
+                1 => TcpRepr {
+                    flags: flags(SYN),
+                    seq_number: far,
+                    ..base
+                },
+                2 => TcpRepr {
+                    flags: flags(ACK),
+                    ..base
+                },
+                3 => TcpRepr {
+                    flags: flags(ACK),
+                    seq_number: far,
+                    ..base
+                },
+                4 => TcpRepr {
+                    flags: flags(ACK),
+                    payload: b"0123456789",
+                    ..base
+                },
+                5 => TcpRepr {
+                    flags: flags(ACK),
+                    seq_number: far,
+                    payload: b"0123456789",
+                    ..base
+                },
+                6 => TcpRepr {
+                    flags: flags(ACK | FIN),
+                    ..base
+                },
+                7 => TcpRepr {
+                    flags: flags(ACK | FIN),
+                    seq_number: far,
+                    ..base
+                },
+                8 => TcpRepr {
+                    flags: flags(RST),
+                    ..base
+                },
+                9 => TcpRepr {
+                    flags: flags(RST),
+                    seq_number: r + 5,
+                    ..base
+                },
+                _ => TcpRepr {
+                    flags: flags(RST),
+                    seq_number: far,
+                    ..base
+                },
+            };
+            let _ = c.on_segment(t(1), &seg);
+            let got = (c.state(), classify(&output(&mut c, t(1))));
+            assert_eq!(got, *want, "{start:?}, column {col}: {seg:?}");
+        }
+    }
+}
+
+#[test]
+fn listen_data_before_accept_reaches_the_connection() {
+    let mut l = listener(4, 4);
+    l.on_segment(t(0), REMOTE, &syn_from_peer()).unwrap();
+    let iss = listener_output(&mut l, t(0))[0].1.repr.seq_number;
+    l.on_segment(t(1), REMOTE, &peer_ack(REMOTE_SEQ + 1, iss + 1))
+        .unwrap();
+    // Not accepted yet: the data still finds the connection (no RST).
+    let data = TcpRepr {
+        flags: flags(ACK | FIN),
+        payload: b"early",
+        ..peer_ack(REMOTE_SEQ + 1, iss + 1)
+    };
+    l.on_segment(t(2), REMOTE, &data).unwrap();
+    // Its ACK leaves through the listener.
+    let out = listener_output(&mut l, t(2));
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].1.repr.ack_number, REMOTE_SEQ + 7);
+    let mut c = l.accept().unwrap();
+    assert_eq!(c.state(), State::CloseWait);
+    let mut buf = [0; 8];
+    assert_eq!(c.recv(&mut buf), Ok(5));
+    assert_eq!(l.counters().resets_sent, 0);
 }

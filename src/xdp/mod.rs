@@ -8,6 +8,8 @@
 //! - [`socket`]: [`XdpLink`], one AF_XDP socket as a batched [`crate::phy::Link`].
 //! - [`reflector`]: swap-and-send-back UDP reflector, no stack.
 //! - [`signals`]: detach on SIGINT/SIGTERM (a `sigwait` thread) and on panic.
+//! - [`epoll`]: epoll and non-blocking TCP connect for the kernel-socket TCP
+//!   baseline and load generators; here because it needs `unsafe` FFI.
 //! - [`mmsg`]: batched kernel-socket UDP I/O (`recvmmsg`/`sendmmsg`) for the
 //!   kernel baseline; here because it needs `unsafe` FFI.
 //!
@@ -24,6 +26,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod epoll;
 pub mod loader;
 pub mod maps;
 pub mod mmsg;

@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# UDP echo over a veth pair, side by side and alternating: xdpstack
+# `serve --udp-echo` vs the kernel's recvmmsg echo (`baseline
+# kernel-udp-echo`) vs the raw AF_XDP reflector (`baseline reflector`), each
+# driven by the same clients: kernel UDP sockets and xdpstack itself, in
+# the peer namespace. 64-byte payloads, 1 and 16 requests in flight.
+# Server pinned to CPU 0, client to CPU 1.
+#
+#   scripts/bench-veth.sh [--rounds N] [--duration S] [--xdp-mode auto|native|generic]
+#                         [--poll busy|wakeup] [--payload B] [--out DIR]
+#
+# --poll applies to the xdpstack server, the reflector and the xdpstack
+# client (busy-polling beats wakeups on idle cores; on oversubscribed
+# ones it loses).
+#
+# Needs root. JSON lines go to DIR/results.jsonl (default
+# results/bench-veth-<UTC time>/), the table of medians to DIR/table.txt.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+rounds=3
+duration=5
+mode=auto
+poll=busy
+payload=64
+out=""
+while [[ $# -gt 0 ]]; do
+	case $1 in
+	--rounds) rounds=$2; shift 2 ;;
+	--duration) duration=$2; shift 2 ;;
+	--xdp-mode) mode=$2; shift 2 ;;
+	--poll) poll=$2; shift 2 ;;
+	--payload) payload=$2; shift 2 ;;
+	--out) out=$2; shift 2 ;;
+	*) sed -n '2,16p' "$0" >&2; exit 2 ;;
+	esac
+done
+
+"$root/scripts/install-deps.sh"
+(cd "$root" && cargo build --release --quiet)
+bin="$root/target/release/xdpstack"
+out=${out:-"$root/results/bench-veth-$(date -u +%Y%m%dT%H%M%SZ)"}
+mkdir -p "$out"
+results="$out/results.jsonl"
+: >"$results"
+
+name="bv$$"
+name=${name:0:12}
+server_pid=""
+cleanup() {
+	if [[ -n $server_pid ]]; then
+		kill -INT "$server_pid" 2>/dev/null || true
+		wait "$server_pid" 2>/dev/null || true
+	fi
+	"$root/scripts/veth.sh" destroy "$name"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+eval "$("$root/scripts/veth.sh" create "$name")"
+# The kernel server's replies must carry full checksums for the xdpstack
+# client (PLATFORM.md item 5), so TX checksum offload is off on this side
+# too, for every server alike.
+ethtool -K "$HOST_IF" tx off >/dev/null
+port=7001
+
+start_server() {
+	local kind=$1 log="$out/server-$1.log" ready
+	case $kind in
+	xdpstack)
+		"$bin" serve --iface "$HOST_IF" --udp-echo "$port" --cores 0 --xdp-mode "$mode" --poll "$poll" >"$log" 2>&1 &
+		ready="serving on" ;;
+	kernel)
+		"$bin" baseline kernel-udp-echo --bind "$HOST_IP:$port" --core 0 >"$log" 2>&1 &
+		ready="kernel UDP echo on" ;;
+	reflector)
+		"$bin" baseline reflector --iface "$HOST_IF" --port "$port" --cores 0 --xdp-mode "$mode" --poll "$poll" >"$log" 2>&1 &
+		ready="reflecting UDP port" ;;
+	esac
+	server_pid=$!
+	for _ in $(seq 100); do
+		grep -q "$ready" "$log" && return 0
+		kill -0 "$server_pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	echo "bench-veth: $kind server did not start:" >&2
+	cat "$log" >&2
+	exit 1
+}
+
+stop_server() {
+	kill -INT "$server_pid"
+	wait "$server_pid" || true
+	server_pid=""
+}
+
+run_client() {
+	local server=$1 client=$2 inflight=$3
+	ip netns exec "$NS" "$bin" bench udp-echo --target "$HOST_IP:$port" \
+		--duration "$duration" --payload "$payload" --inflight "$inflight" \
+		--client "$client" --iface "$PEER_IF" --core 1 --xdp-mode "$mode" --poll "$poll" \
+		--server-label "$server" --json | tee -a "$results"
+}
+
+echo "bench-veth: $rounds round(s) of ${duration}s, payload $payload, xdp mode $mode, poll $poll, results in $out"
+for round in $(seq "$rounds"); do
+	for server in xdpstack kernel reflector; do
+		start_server "$server"
+		for client in kernel xdpstack; do
+			for inflight in 1 16; do
+				run_client "$server" "$client" "$inflight" ||
+					echo "bench-veth: round $round $server/$client/$inflight failed" >&2
+			done
+		done
+		stop_server
+	done
+done
+
+python3 - "$results" <<'PY' | tee "$out/table.txt"
+import json, sys, statistics as st
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+def med(server, client, inflight, key):
+    v = [r[key] for r in rows if r["server"] == server and r["client"] == client and r["inflight"] == inflight]
+    return st.median(v) if v else float("nan")
+def ratio(a, b):
+    return a / b if b and b == b and a == a else float("nan")
+print("medians of %d run(s) per cell; req/s and p99 latency (us)" % max(1, len(rows) // 12))
+hdr = "%-9s %3s | %10s %10s %10s | %8s %8s | %8s %8s %8s | %6s" % (
+    "client", "inf", "xdpstack", "kernel", "reflector", "x/kern", "x/refl",
+    "p99 x", "p99 kern", "p99 refl", "p99x/k")
+print(hdr)
+print("-" * len(hdr))
+for client in ("kernel", "xdpstack"):
+    for inflight in (1, 16):
+        x, k, r = (med(s, client, inflight, "per_s") for s in ("xdpstack", "kernel", "reflector"))
+        px, pk, pr = (med(s, client, inflight, "p99_us") for s in ("xdpstack", "kernel", "reflector"))
+        print("%-9s %3d | %10.0f %10.0f %10.0f | %8.2f %8.2f | %8.1f %8.1f %8.1f | %6.3f" % (
+            client, inflight, x, k, r, ratio(x, k), ratio(x, r), px, pk, pr, ratio(px, pk)))
+PY

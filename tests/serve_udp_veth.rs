@@ -1,0 +1,585 @@
+//! `xdpstack serve` on a real veth pair with the Linux kernel in a network
+//! namespace as the peer (python3 sockets there). Needs root; every test
+//! builds and removes its own uniquely named topology with
+//! `scripts/veth.sh` and fails loudly if it cannot. Counters are read from
+//! the `final counters:` block the server prints on SIGINT.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/veth.sh");
+const BIN: &str = env!("CARGO_BIN_EXE_xdpstack");
+
+/// One veth pair: `HOST_IF` here, `PEER_IF` in namespace `name`.
+struct Topo {
+    name: String,
+    vars: HashMap<String, String>,
+}
+
+impl Topo {
+    fn new(opts: &[&str]) -> Topo {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "sv{}t{}",
+            std::process::id() % 1_000_000,
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let out = Command::new("bash")
+            .args([SCRIPT, "create", &name])
+            .args(opts)
+            .output()
+            .expect("run scripts/veth.sh");
+        if !out.status.success() {
+            let _ = Command::new("bash")
+                .args([SCRIPT, "destroy", &name])
+                .status();
+            panic!(
+                "creating the veth topology failed (these tests need root): {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let vars = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Topo { name, vars }
+    }
+
+    fn get(&self, k: &str) -> &str {
+        &self.vars[k]
+    }
+
+    /// An address of the host side's subnet that no one has (dedicated
+    /// mode).
+    fn spare_ip(&self) -> String {
+        let host = self.get("HOST_IP");
+        let (net, _) = host.rsplit_once('.').expect("dotted address");
+        format!("{net}.77")
+    }
+
+    /// Runs a python3 script in the peer namespace.
+    fn py(&self, script: &str, args: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.name, "python3", "-c", script])
+            .args(args)
+            .output()
+            .expect("run python3 in the namespace")
+    }
+
+    fn py_ok(&self, script: &str, args: &[&str]) -> String {
+        let out = self.py(script, args);
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "python failed: {}\n{}",
+            stdout,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    }
+}
+
+impl Drop for Topo {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .args([SCRIPT, "destroy", &self.name])
+            .status();
+    }
+}
+
+/// A running `xdpstack serve`.
+struct Server {
+    child: Option<Child>,
+    banner: String,
+}
+
+impl Server {
+    fn start(iface: &str, extra: &[&str]) -> Server {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--iface", iface])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn xdpstack");
+        let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut banner = String::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let mut line = String::new();
+            let n = out.read_line(&mut line).unwrap_or(0);
+            if n == 0 || Instant::now() > deadline {
+                let _ = child.kill();
+                let mut err = String::new();
+                let _ = child.stderr.take().map(|mut e| e.read_to_string(&mut err));
+                let _ = child.wait();
+                panic!("server did not start: {banner}{line}\n{err}");
+            }
+            banner.push_str(&line);
+            if line.starts_with("serving on") {
+                break;
+            }
+        }
+        child.stdout = Some(out.into_inner());
+        Server {
+            child: Some(child),
+            banner,
+        }
+    }
+
+    /// SIGINT, then the `final counters` of every worker, parsed.
+    fn stop(self) -> Vec<HashMap<String, u64>> {
+        self.stop_with_output().0
+    }
+
+    /// [`stop`](Self::stop), plus everything printed before the final
+    /// counters.
+    fn stop_with_output(mut self) -> (Vec<HashMap<String, u64>>, String) {
+        let mut child = self.child.take().expect("running");
+        let _ = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status();
+        let mut out = String::new();
+        let _ = child.stdout.take().map(|mut o| o.read_to_string(&mut out));
+        let status = child.wait().expect("wait");
+        assert!(status.success(), "server exit {status}: {out}");
+        let (head, tail) = out
+            .split_once("final counters:")
+            .unwrap_or_else(|| panic!("no final counters in: {out}"));
+        let workers = tail
+            .lines()
+            .filter(|l| l.starts_with("worker "))
+            .map(|l| {
+                l.split_whitespace()
+                    .filter_map(|w| w.split_once('='))
+                    .filter_map(|(k, v)| Some((k.to_string(), v.parse().ok()?)))
+                    .collect()
+            })
+            .collect();
+        (workers, head.to_string())
+    }
+
+    fn kill9(mut self) {
+        let mut child = self.child.take().expect("running");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn sum(workers: &[HashMap<String, u64>], key: &str) -> u64 {
+    workers
+        .iter()
+        .map(|w| *w.get(key).unwrap_or_else(|| panic!("no {key} in {w:?}")))
+        .sum()
+}
+
+/// Sends datagrams of the given sizes, expects each echoed byte-exact from
+/// the server's address; prints "ok N".
+const ECHO_PY: &str = r#"
+import socket, sys
+host, port = sys.argv[1], int(sys.argv[2])
+sizes = [int(x) for x in sys.argv[3].split(",")]
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(1.0)
+ok = 0
+for i, n in enumerate(sizes):
+    msg = bytes((j * 7 + i + n) % 256 for j in range(n))
+    for attempt in range(3):
+        s.sendto(msg, (host, port))
+        try:
+            data, addr = s.recvfrom(65536)
+        except socket.timeout:
+            continue
+        assert addr == (host, port), addr
+        assert data == msg, (n, len(data))
+        ok += 1
+        break
+    else:
+        sys.exit("no echo for %d bytes" % n)
+print("ok", ok)
+"#;
+
+/// ICMP echo with a raw socket (no ping binary needed): prints "reply"
+/// or exits non-zero.
+const PING_PY: &str = r#"
+import socket, struct, sys, os, time
+dst = sys.argv[1]
+def csum(b):
+    if len(b) % 2: b += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    s = (s >> 16) + (s & 0xffff); s += s >> 16
+    return (~s) & 0xffff
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+s.settimeout(0.5)
+ident = os.getpid() & 0xffff
+for seq in range(1, 5):
+    body = b"xdpstack-ping-%d" % seq
+    hdr = struct.pack("!BBHHH", 8, 0, 0, ident, seq)
+    pkt = struct.pack("!BBHHH", 8, 0, csum(hdr + body), ident, seq) + body
+    s.sendto(pkt, (dst, 0))
+    end = time.time() + 0.5
+    while time.time() < end:
+        try:
+            data, addr = s.recvfrom(2048)
+        except socket.timeout:
+            break
+        ihl = (data[0] & 15) * 4
+        t, c, ck, i, q = struct.unpack("!BBHHH", data[ihl:ihl + 8])
+        if addr[0] == dst and t == 0 and i == ident and q == seq and data[ihl + 8:] == body:
+            assert csum(data[ihl:]) == 0, "bad reply checksum"
+            print("reply"); sys.exit(0)
+sys.exit("no reply")
+"#;
+
+/// A kernel TCP echo server for one connection on (host, port) run in the
+/// host namespace; the client side connects from the peer namespace.
+const TCP_SERVER_PY: &str = r#"
+import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(1); s.settimeout(10)
+print("listening", flush=True)
+c, _ = s.accept(); c.settimeout(5)
+d = c.recv(100); c.sendall(d[::-1]); c.close()
+"#;
+
+const TCP_CLIENT_PY: &str = r#"
+import socket, sys
+c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3)
+c.sendall(b"hello kernel"); print(c.recv(100).decode())
+"#;
+
+/// Crafts UDP frames on the peer interface (AF_PACKET): `bad-csum` (valid
+/// lengths, wrong checksum) and `bad-len` (UDP length beyond the IP
+/// payload, and below 8), each `count` times.
+const CRAFT_PY: &str = r#"
+import socket, struct, sys
+ifname, src_mac, dst_mac, src, dst, port, kind, count = sys.argv[1:9]
+count = int(count); port = int(port)
+def mac(m): return bytes(int(x, 16) for x in m.split(":"))
+def csum(b):
+    if len(b) % 2: b += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    s = (s >> 16) + (s & 0xffff); s += s >> 16
+    return (~s) & 0xffff
+sa, da = socket.inet_aton(src), socket.inet_aton(dst)
+payload = b"crafted payload!"
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind((ifname, 0))
+for i in range(count):
+    udp_len = 8 + len(payload)
+    if kind == "bad-len":
+        udp_len = [8 + len(payload) + 40, 5][i % 2]
+    udp = struct.pack("!HHHH", 40000 + i, port, udp_len, 0) + payload
+    ck = csum(sa + da + struct.pack("!BBH", 0, 17, 8 + len(payload)) + udp)
+    if kind == "bad-csum":
+        ck = (ck + 1) & 0xffff or 1
+    else:
+        ck = 0x1234
+    udp = udp[:6] + struct.pack("!H", ck) + udp[8:]
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), i, 0x4000, 64, 17, 0, sa, da)
+    ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
+    s.send(mac(dst_mac) + mac(src_mac) + b"\x08\x00" + ip + udp)
+print("sent", count)
+"#;
+
+#[test]
+fn shared_mode_echo_ping_and_kernel_tcp() {
+    let t = Topo::new(&[]);
+    let host_ip = t.get("HOST_IP").to_string();
+    let srv = Server::start(t.get("HOST_IF"), &["--udp-echo", "7001", "--stats"]);
+    assert!(srv.banner.contains("Shared"), "{}", srv.banner);
+
+    let out = t.py_ok(ECHO_PY, &[&host_ip, "7001", "1,512,1472"]);
+    assert!(out.contains("ok 3"), "{out}");
+
+    // ICMP stays with the kernel in shared mode.
+    let out = t.py_ok(PING_PY, &[&host_ip]);
+    assert!(out.contains("reply"), "{out}");
+
+    // A kernel TCP server on another port of the same address still works.
+    let mut tcp = Command::new("python3")
+        .args(["-c", TCP_SERVER_PY, &host_ip, "7002"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("kernel TCP server");
+    let mut line = String::new();
+    BufReader::new(tcp.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("server line");
+    assert!(line.contains("listening"), "{line}");
+    let out = t.py_ok(TCP_CLIENT_PY, &[&host_ip, "7002"]);
+    assert!(out.contains("lenrek olleh"), "{out}");
+    assert!(tcp.wait().expect("tcp server").success());
+
+    // --stats: a report per worker and the steering counters every second.
+    std::thread::sleep(Duration::from_millis(1300));
+    let (w, periodic) = srv.stop_with_output();
+    assert!(periodic.contains("worker 0 queue 0"), "{periodic}");
+    assert!(periodic.contains("steer: steered="), "{periodic}");
+    assert_eq!(w.len(), 1);
+    assert_eq!(sum(&w, "udp_delivered"), 3, "{w:?}");
+    assert_eq!(sum(&w, "udp_replies"), 3, "{w:?}");
+    assert_eq!(sum(&w, "icmp_echo_replies"), 0, "{w:?}");
+}
+
+#[test]
+fn dedicated_mode_echo_ping_unreachable_and_reset() {
+    let t = Topo::new(&[]);
+    let ip = t.spare_ip();
+    let srv = Server::start(t.get("HOST_IF"), &["--ip", &ip, "--udp-echo", "7001"]);
+    assert!(srv.banner.contains("Dedicated"), "{}", srv.banner);
+
+    // The kernel peer resolves the dedicated address with ARP first.
+    let out = t.py_ok(ECHO_PY, &[&ip, "7001", "1,512,1472"]);
+    assert!(out.contains("ok 3"), "{out}");
+    let out = t.py_ok(PING_PY, &[&ip]);
+    assert!(out.contains("reply"), "{out}");
+
+    // Closed UDP port: ICMP port unreachable makes a connected socket fail.
+    let refused_udp = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(1)
+s.connect((sys.argv[1], 7999))
+s.send(b"anyone?")
+try:
+    s.recv(100); print("answered")
+except ConnectionRefusedError:
+    print("refused")
+except socket.timeout:
+    print("timeout")
+"#;
+    let out = t.py_ok(refused_udp, &[&ip]);
+    assert!(out.contains("refused"), "{out}");
+    // Closed TCP port: RST.
+    let refused_tcp = r#"
+import socket, sys
+try:
+    socket.create_connection((sys.argv[1], 7998), timeout=2); print("connected")
+except ConnectionRefusedError:
+    print("refused")
+except socket.timeout:
+    print("timeout")
+"#;
+    let out = t.py_ok(refused_tcp, &[&ip]);
+    assert!(out.contains("refused"), "{out}");
+
+    let w = srv.stop();
+    assert_eq!(sum(&w, "udp_delivered"), 3, "{w:?}");
+    assert!(sum(&w, "icmp_echo_replies") >= 1, "{w:?}");
+    assert!(sum(&w, "arp_replies") >= 1, "{w:?}");
+    assert!(sum(&w, "icmp_unreachable") >= 1, "{w:?}");
+    assert!(sum(&w, "tcp_resets") >= 1, "{w:?}");
+}
+
+#[test]
+fn bad_checksums_and_lengths_are_dropped_and_counted() {
+    for dedicated in [false, true] {
+        let t = Topo::new(&[]);
+        let ip = if dedicated {
+            t.spare_ip()
+        } else {
+            t.get("HOST_IP").to_string()
+        };
+        let mut args = vec!["--udp-echo", "7001"];
+        if dedicated {
+            args.extend(["--ip", &ip]);
+        }
+        let srv = Server::start(t.get("HOST_IF"), &args);
+        // Echo first: proves the path and (dedicated) resolves ARP.
+        let out = t.py_ok(ECHO_PY, &[&ip, "7001", "1,512,1472"]);
+        assert!(out.contains("ok 3"), "{out}");
+        let (peer_if, peer_mac, host_mac, peer_ip) = (
+            t.get("PEER_IF"),
+            t.get("PEER_MAC"),
+            t.get("HOST_MAC"),
+            t.get("PEER_IP"),
+        );
+        for (kind, n) in [("bad-csum", "5"), ("bad-len", "6")] {
+            let out = t.py_ok(
+                CRAFT_PY,
+                &[peer_if, peer_mac, host_mac, peer_ip, &ip, "7001", kind, n],
+            );
+            assert!(out.contains("sent"), "{out}");
+        }
+        // Still serving.
+        let out = t.py_ok(ECHO_PY, &[&ip, "7001", "1,512,1472"]);
+        assert!(out.contains("ok 3"), "{out}");
+        let w = srv.stop();
+        assert_eq!(sum(&w, "udp_drop_bad_checksum"), 5, "{w:?}");
+        assert_eq!(sum(&w, "udp_drop_bad_length"), 6, "{w:?}");
+        assert_eq!(sum(&w, "udp_replies"), 6, "{w:?}");
+    }
+}
+
+/// Generic (SKB) attach and poll()-with-wakeup workers.
+#[test]
+fn dedicated_mode_generic_attach_wakeup_poll() {
+    let t = Topo::new(&[]);
+    let ip = t.spare_ip();
+    let srv = Server::start(
+        t.get("HOST_IF"),
+        &[
+            "--ip",
+            &ip,
+            "--udp-echo",
+            "7001",
+            "--xdp-mode",
+            "generic",
+            "--poll",
+            "wakeup",
+        ],
+    );
+    assert!(srv.banner.contains("generic attach"), "{}", srv.banner);
+    for _ in 0..4 {
+        let out = t.py_ok(ECHO_PY, &[&ip, "7001", "1,512,1472,100,1000"]);
+        assert!(out.contains("ok 5"), "{out}");
+    }
+    let w = srv.stop();
+    assert_eq!(sum(&w, "udp_replies"), 20, "{w:?}");
+}
+
+/// PLATFORM.md item 8: in native mode a veth's RX queue is the peer's TX
+/// queue, which XPS pins to the sending CPU; so flows sent from CPU 0 and
+/// CPU 1 land on queues 0 and 1.
+#[test]
+fn two_queues_two_workers_echo_everything() {
+    let t = Topo::new(&["--queues", "2"]);
+    let host_ip = t.get("HOST_IP").to_string();
+    let peer_if = t.get("PEER_IF").to_string();
+    for (q, mask) in [(0, "1"), (1, "2")] {
+        let st = Command::new("ip")
+            .args(["netns", "exec", &t.name, "sh", "-c"])
+            .arg(format!(
+                "echo {mask} > /sys/class/net/{peer_if}/queues/tx-{q}/xps_cpus"
+            ))
+            .status()
+            .expect("xps");
+        assert!(st.success(), "setting XPS failed");
+    }
+    let srv = Server::start(
+        t.get("HOST_IF"),
+        &[
+            "--udp-echo",
+            "7001",
+            "--queues",
+            "2",
+            "--xdp-mode",
+            "native",
+        ],
+    );
+    let mut total = 0;
+    for cpu in ["0", "1"] {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &t.name, "taskset", "-c", cpu, "python3"])
+            .args([
+                "-c",
+                ECHO_PY,
+                &host_ip,
+                "7001",
+                "1,64,512,1472,200,300,400,500",
+            ])
+            .output()
+            .expect("python");
+        let s = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && s.contains("ok 8"),
+            "{s} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        total += 8;
+    }
+    let w = srv.stop();
+    assert_eq!(w.len(), 2);
+    assert_eq!(sum(&w, "udp_replies"), total, "{w:?}");
+    for (i, worker) in w.iter().enumerate() {
+        assert!(worker["udp_replies"] > 0, "worker {i} got nothing: {w:?}");
+    }
+}
+
+#[test]
+fn restart_after_kill_9() {
+    let t = Topo::new(&[]);
+    let host_ip = t.get("HOST_IP").to_string();
+    let srv = Server::start(t.get("HOST_IF"), &["--udp-echo", "7001"]);
+    let out = t.py_ok(ECHO_PY, &[&host_ip, "7001", "64"]);
+    assert!(out.contains("ok 1"), "{out}");
+    srv.kill9();
+    let srv = Server::start(t.get("HOST_IF"), &["--udp-echo", "7001"]);
+    let out = t.py_ok(ECHO_PY, &[&host_ip, "7001", "1,512,1472"]);
+    assert!(out.contains("ok 3"), "{out}");
+    let w = srv.stop();
+    assert_eq!(sum(&w, "udp_replies"), 3, "{w:?}");
+}
+
+/// The thread-side `UdpSocket` on a stack started in-process: bind by
+/// number and ephemeral (outside the kernel's range), AddrInUse, and echo
+/// through the worker's channels.
+#[test]
+fn thread_side_udp_socket_echo() {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+    use xdpstack::api::UdpSocket;
+    use xdpstack::worker::{Stack, StackConfig};
+
+    let t = Topo::new(&[]);
+    let host_ip = t.get("HOST_IP").to_string();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stack = Stack::start(&StackConfig::new(t.get("HOST_IF")), stop.clone()).expect("start");
+    let mut fixed = UdpSocket::bind(stack.handle(), "0.0.0.0:7020".parse().unwrap()).unwrap();
+    let e = UdpSocket::bind(stack.handle(), "0.0.0.0:7020".parse().unwrap()).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::AddrInUse);
+    let mut eph = UdpSocket::bind(stack.handle(), "0.0.0.0:0".parse().unwrap()).unwrap();
+    let eph_port = eph.local_addr().unwrap().port();
+    assert!(stack.ephemeral_range().contains(eph_port));
+    let kernel = xdpstack::ports::read_kernel_local_port_range().unwrap();
+    assert!(
+        !kernel.contains(eph_port),
+        "{eph_port} in the kernel's range"
+    );
+
+    let stop_echo = Arc::new(AtomicBool::new(false));
+    std::thread::scope(|s| {
+        for sock in [&mut fixed, &mut eph] {
+            let stop_echo = stop_echo.clone();
+            sock.set_read_timeout(Some(Duration::from_millis(50)))
+                .unwrap();
+            let sock = &*sock;
+            s.spawn(move || {
+                let mut buf = vec![0u8; 2048];
+                while !stop_echo.load(Ordering::Relaxed) {
+                    if let Ok((n, from)) = sock.recv_from(&mut buf) {
+                        sock.send_to(&buf[..n], from).unwrap();
+                    }
+                }
+            });
+        }
+        let port = eph_port.to_string();
+        for p in ["7020", port.as_str()] {
+            let out = t.py_ok(ECHO_PY, &[&host_ip, p, "1,512,1472"]);
+            assert!(out.contains("ok 3"), "{out}");
+        }
+        stop_echo.store(true, Ordering::Relaxed);
+    });
+    drop(fixed);
+    drop(eph);
+    stop.store(true, Ordering::Relaxed);
+    let (reports, _) = stack.join();
+    assert_eq!(sum_reports(&reports), 6);
+}
+
+fn sum_reports(r: &[xdpstack::worker::WorkerReport]) -> u64 {
+    r.iter().map(|w| w.shard.udp.rx_delivered).sum()
+}
