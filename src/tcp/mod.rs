@@ -144,6 +144,7 @@ mod connection;
 mod input;
 mod isn;
 mod listen;
+mod loss;
 mod output;
 pub mod rack;
 pub mod recovery;
@@ -263,7 +264,7 @@ impl Default for Config {
             msl: Duration::from_secs(30),
             fin_wait2_timeout: Some(Duration::from_secs(60)),
             challenge_ack_limit: 10,
-            congestion: congestion::Algorithm::NewReno,
+            congestion: congestion::Algorithm::default(),
             initial_window: 10,
             max_ooo_ranges: 32,
         }
@@ -350,6 +351,12 @@ pub struct Counters {
     pub challenge_acks_limited: u64,
     pub zero_window_probes: u64,
     pub keepalive_probes: u64,
+    /// Window reductions undone as spurious (D-SACK or Eifel).
+    pub spurious_undos: u64,
+    /// Tail loss probes sent (RFC 8985 §7.3).
+    pub tlp_probes: u64,
+    /// Losses a tail loss probe repaired (RFC 8985 §7.4).
+    pub tlp_losses: u64,
 }
 
 impl Counters {

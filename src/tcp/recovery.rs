@@ -40,8 +40,20 @@ pub struct Undo {
     marker: SeqNumber,
     /// Retransmitted bytes not yet reported as duplicates by D-SACK.
     retrans_bytes: usize,
-    /// TSval carried by the first retransmission (RFC 3522 §3.1).
-    first_rexmit_tsval: Option<u32>,
+    /// RFC 3522 §3.1: the TSval of the episode's first retransmission.
+    eifel: Eifel,
+}
+
+/// Where Eifel detection stands in an episode.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum Eifel {
+    /// No retransmission yet.
+    #[default]
+    Waiting,
+    /// The first retransmission carried this TSval.
+    Armed(u32),
+    /// Decided (or no timestamps): no further checks this episode.
+    Done,
 }
 
 impl Undo {
@@ -53,7 +65,7 @@ impl Undo {
             self.saved = Some(cc.clone());
             self.marker = snd_una;
             self.retrans_bytes = 0;
-            self.first_rexmit_tsval = None;
+            self.eifel = Eifel::Waiting;
         }
     }
 
@@ -66,8 +78,8 @@ impl Undo {
     pub fn on_retransmit(&mut self, bytes: usize, tsval: Option<u32>) {
         if self.saved.is_some() {
             self.retrans_bytes += bytes;
-            if self.first_rexmit_tsval.is_none() {
-                self.first_rexmit_tsval = tsval;
+            if self.eifel == Eifel::Waiting {
+                self.eifel = tsval.map_or(Eifel::Done, Eifel::Armed);
             }
         }
     }
@@ -92,13 +104,15 @@ impl Undo {
     /// data echoes a TSecr older than the retransmission's TSval, so it was
     /// triggered by the original. Returns the controller to restore.
     pub fn on_ack_tsecr(&mut self, tsecr: u32) -> Option<Congestion> {
-        let tsval = self.first_rexmit_tsval?;
+        let Eifel::Armed(tsval) = self.eifel else {
+            return None;
+        };
+        self.eifel = Eifel::Done;
         if (tsecr.wrapping_sub(tsval) as i32) < 0 {
             self.retrans_bytes = 0;
             self.saved.take()
         } else {
-            // The retransmission was needed; stop looking at timestamps.
-            self.first_rexmit_tsval = None;
+            // The retransmission was needed.
             None
         }
     }
@@ -185,6 +199,12 @@ mod tests {
             "echo of the retransmission"
         );
         assert!(undo.on_ack_tsecr(650).is_none(), "decided once");
+        // A later retransmission of the same episode does not re-arm it.
+        undo.on_retransmit(MSS, Some(900));
+        assert!(
+            undo.on_ack_tsecr(800).is_none(),
+            "only the first retransmission counts"
+        );
     }
 
     #[test]

@@ -110,6 +110,22 @@ impl Scoreboard {
         self.ranges().iter().map(|&(l, r)| r - l).sum()
     }
 
+    /// SACKed bytes in [HighACK, to).
+    pub fn sacked_below(&self, to: SeqNumber) -> usize {
+        if to <= self.high_ack {
+            return 0;
+        }
+        (to - self.high_ack) - self.unsacked_between(self.high_ack, to)
+    }
+
+    /// The end of the SACKed range holding `seq`, if it is SACKed.
+    pub fn sacked_end(&self, seq: SeqNumber) -> Option<SeqNumber> {
+        self.ranges()
+            .iter()
+            .find(|&&(l, r)| seq.in_range(l, r))
+            .map(|&(_, r)| r)
+    }
+
     /// Whether `seq` has been SACKed.
     pub fn is_sacked(&self, seq: SeqNumber) -> bool {
         self.ranges().iter().any(|&(l, r)| seq.in_range(l, r))
@@ -402,6 +418,9 @@ mod tests {
         sb.on_ack(s(2500), &[], s(10_000));
         assert_eq!(sb.ranges(), &[(s(2500), s(4000))]);
         assert_eq!(sb.sacked_bytes(), 1500);
+        assert_eq!(sb.sacked_below(s(3000)), 500);
+        assert_eq!(sb.sacked_end(s(3000)), Some(s(4000)));
+        assert_eq!(sb.sacked_end(s(4000)), None);
     }
 
     #[test]

@@ -1,0 +1,406 @@
+//! The connection's loss detection and recovery glue: it feeds the SACK
+//! scoreboard (RFC 6675), RACK-TLP (RFC 8985) and the undo record (RFC 2883,
+//! RFC 3522) from ACK input and segment output, and turns their answers into
+//! what the connection does: enter SACK-based recovery, retransmit by
+//! NextSeg, send a tail loss probe, restore a window reduced for nothing.
+//!
+//! Owns [`LossState`]. The duplicate-ACK NewReno path (RFC 5681 §3.2,
+//! RFC 6582) stays in `input` and is what a connection without SACK, or
+//! with a peer that sends no SACK blocks, runs.
+//!
+//! Decisions:
+//! - With SACK, losses are detected by RACK (time since transmission against
+//!   the RTT of the most recently delivered segment plus a reordering
+//!   window), not by counting three duplicates, so reordering by a few
+//!   segments does not trigger a retransmission (RFC 8985 §6).
+//! - In SACK recovery the window is ssthresh and sending is clocked by
+//!   Pipe (RFC 6675 §5 steps 4.2 and C); the first retransmission goes out
+//!   regardless of Pipe (step 4.3).
+//! - The RACK reordering timer and the PTO share one timer
+//!   ([`TimerKind::Loss`]), as on Linux; the reordering timer wins.
+
+use super::congestion::{Congestion, Controller};
+use super::connection::Connection;
+use super::rack::{Probe, Rack, TlpOutcome, WC_DEL_ACK_T};
+use super::recovery::{limited_transmit_window, Undo};
+use super::sack_scoreboard::{Dsack, NextSeg, Scoreboard};
+use super::timers::TimerKind;
+use crate::time::Instant;
+use crate::wire::tcp::{SackBlock, TcpRepr};
+use crate::wire::SeqNumber;
+
+/// What the loss timer is armed for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum LossTimer {
+    /// RACK reordering timer (RFC 8985 §6.3).
+    Reorder,
+    /// Tail loss probe timeout (RFC 8985 §7.2).
+    Probe,
+}
+
+/// Per-connection loss-recovery state.
+#[derive(Debug, Clone)]
+pub(super) struct LossState {
+    pub sb: Scoreboard,
+    pub rack: Rack,
+    pub undo: Undo,
+    /// In SACK-based recovery (RFC 6675 §5).
+    pub sack_recovery: bool,
+    /// The first retransmission of this recovery has not left yet.
+    first_rexmit: bool,
+    /// The retransmission being planned is NextSeg's rule 4 rescue.
+    planned_rescue: bool,
+    /// The PTO fired: the next segment is a probe.
+    pub probe_pending: bool,
+    timer: Option<LossTimer>,
+    /// In recovery when the current ACK arrived.
+    was_in_recovery: bool,
+}
+
+impl LossState {
+    pub fn new(iss: SeqNumber) -> LossState {
+        LossState {
+            sb: Scoreboard::new(iss),
+            rack: Rack::new(iss),
+            undo: Undo::default(),
+            sack_recovery: false,
+            first_rexmit: false,
+            planned_rescue: false,
+            probe_pending: false,
+            timer: None,
+            was_in_recovery: false,
+        }
+    }
+}
+
+impl Connection {
+    /// ACK processing, before SND.UNA moves: update the scoreboard from the
+    /// SACK blocks (RFC 6675 §5) and undo on a D-SACK that proves every
+    /// retransmission of the episode spurious (RFC 2883 §5).
+    pub(super) fn loss_on_ack_start(&mut self, seg: &TcpRepr<'_>) -> Option<Dsack> {
+        self.loss.was_in_recovery = self.recovery.is_some();
+        if !self.tcb.sack_enabled {
+            return None;
+        }
+        let mut blocks = [SackBlock {
+            left: SeqNumber(0),
+            right: SeqNumber(0),
+        }; 4];
+        let mut n = 0;
+        for b in seg.options.sack_blocks.iter().flatten() {
+            blocks[n] = *b;
+            n += 1;
+        }
+        if self.loss.sb.high_ack() != self.tcb.snd_una {
+            // SND.UNA moved without this module (the handshake): start over.
+            self.loss.sb.clear(self.tcb.snd_una);
+            self.loss.rack = Rack::new(self.tcb.snd_una);
+        }
+        let ack = seg.ack_number.min(self.tcb.snd_max);
+        let up = self.loss.sb.on_ack(ack, &blocks[..n], self.tcb.snd_max);
+        if let Some(d) = up.dsack {
+            if let Some(saved) = self.loss.undo.on_dsack(d) {
+                self.undo_reduction(saved);
+            }
+        }
+        up.dsack
+    }
+
+    /// ACK processing, after SND.UNA moved and the NewReno bookkeeping ran:
+    /// Eifel undo, RACK loss detection, TLP loss detection, entering SACK
+    /// recovery and the loss timer.
+    pub(super) fn loss_on_ack_end(
+        &mut self,
+        now: Instant,
+        seg: &TcpRepr<'_>,
+        advanced: bool,
+        dsack: Option<Dsack>,
+    ) {
+        if let Some(srtt) = self.rtt.srtt() {
+            self.cc.on_rtt_sample(srtt);
+        }
+        // RFC 3522 §3.2: the first ACK for retransmitted data echoing a
+        // timestamp older than the retransmission answers the original.
+        if advanced && self.tcb.ts_enabled {
+            if let Some(ts) = seg.options.timestamps {
+                if let Some(saved) = self.loss.undo.on_ack_tsecr(ts.tsecr) {
+                    self.undo_reduction(saved);
+                }
+            }
+        }
+        if self.recovery.is_none() {
+            self.loss.sack_recovery = false;
+        }
+        if !self.tcb.sack_enabled {
+            return;
+        }
+        let mss = self.eff_mss();
+        let exited = self.loss.was_in_recovery && self.recovery.is_none();
+        let srtt = self.rtt.srtt().unwrap_or(self.rtt.rto());
+        let reorder = self.loss.rack.on_ack(
+            now,
+            self.tcb.snd_una,
+            self.loss.sb.ranges(),
+            dsack.is_some(),
+            self.tcb.snd_max,
+            srtt,
+            self.recovery.is_some(),
+            exited,
+        );
+        // RFC 8985 §7.4.2: a probe retransmission that repaired a loss gets
+        // the congestion response of a loss, without a recovery episode.
+        let d = dsack.map(|d| (d.left, d.right));
+        if self.loss.rack.tlp_on_ack(self.tcb.snd_una, d) == TlpOutcome::LossRepaired {
+            let flight = self.tcb.snd_max - self.tcb.snd_una;
+            self.begin_reduction();
+            self.cc.on_congestion_event(now, flight, mss);
+            self.cc.on_recovery_exit(flight, mss);
+            self.counters.tlp_losses += 1;
+        }
+        self.maybe_enter_sack_recovery(now);
+        self.arm_loss_timer(now, reorder, advanced);
+    }
+
+    /// RFC 8985 §6.2 step 5 marked a segment lost: start SACK recovery
+    /// (RFC 6675 §5 step 4) unless one is on, or the data was sent before
+    /// the last RTO (RFC 6582 §4, "recover").
+    fn maybe_enter_sack_recovery(&mut self, now: Instant) {
+        if self.recovery.is_some()
+            || self.loss.rack.lost_count() == 0
+            || self.tcb.snd_una <= self.recover
+            || !self.state.is_synchronized()
+        {
+            return;
+        }
+        let mss = self.eff_mss();
+        let flight = self.tcb.snd_max - self.tcb.snd_una;
+        self.begin_reduction();
+        self.recover = self.tcb.snd_max;
+        self.recovery = Some(self.tcb.snd_max);
+        self.cc.on_congestion_event(now, flight, mss);
+        self.loss.sack_recovery = true;
+        self.loss.first_rexmit = true;
+        self.rtt_timing = None;
+        self.counters.fast_retransmits += 1;
+    }
+
+    /// The loss timer: RACK's reordering timeout first, else a PTO when
+    /// RFC 8985 §7.2 allows one, else nothing.
+    fn arm_loss_timer(
+        &mut self,
+        now: Instant,
+        reorder: Option<crate::time::Duration>,
+        advanced: bool,
+    ) {
+        if self.tcb.snd_una >= self.tcb.snd_max {
+            self.loss.timer = None;
+            self.timers.clear(TimerKind::Loss);
+            return;
+        }
+        if let Some(t) = reorder {
+            self.loss.timer = Some(LossTimer::Reorder);
+            self.timers.set(TimerKind::Loss, now + t);
+        } else if self.loss.timer == Some(LossTimer::Reorder) || advanced {
+            self.loss.timer = None;
+            self.timers.clear(TimerKind::Loss);
+            self.arm_pto(now);
+        }
+    }
+
+    /// Arm the probe timeout (RFC 8985 §7.2) if a probe may be sent.
+    fn arm_pto(&mut self, now: Instant) {
+        if self.loss.timer == Some(LossTimer::Reorder)
+            || !self.tcb.sack_enabled
+            || !self.loss.rack.may_arm_tlp(self.recovery.is_some(), true)
+            || !matches!(
+                self.state,
+                super::State::Established | super::State::CloseWait
+            )
+        {
+            return;
+        }
+        let mss = self.eff_mss();
+        let flight = self.tcb.snd_max - self.tcb.snd_una;
+        let rto_left = self.timers.get(TimerKind::Retransmit).map(|t| t - now);
+        let pto = Rack::pto(
+            self.rtt.srtt(),
+            flight.div_ceil(mss),
+            WC_DEL_ACK_T,
+            rto_left,
+        );
+        self.loss.timer = Some(LossTimer::Probe);
+        self.timers.set(TimerKind::Loss, now + pto);
+    }
+
+    /// The loss timer expired (RFC 8985 §6.3 and §7.3).
+    pub(super) fn on_loss_timer(&mut self, now: Instant) {
+        match self.loss.timer.take() {
+            Some(LossTimer::Reorder) => {
+                let srtt = self.rtt.srtt().unwrap_or(self.rtt.rto());
+                let ranges = self.loss.sb.ranges().len();
+                let again =
+                    self.loss
+                        .rack
+                        .on_reorder_timeout(now, srtt, self.recovery.is_some(), ranges);
+                self.maybe_enter_sack_recovery(now);
+                self.arm_loss_timer(now, again, false);
+            }
+            Some(LossTimer::Probe) if self.tcb.snd_una < self.tcb.snd_max => {
+                self.loss.probe_pending = true;
+                self.counters.tlp_probes += 1;
+            }
+            Some(LossTimer::Probe) | None => {}
+        }
+    }
+
+    /// Before any window reduction: remember the controller for undo. A
+    /// reduction outside recovery starts a new episode.
+    pub(super) fn begin_reduction(&mut self) {
+        if self.recovery.is_none() {
+            self.loss.undo.clear();
+        }
+        self.loss.undo.on_reduction(&self.cc, self.tcb.snd_una);
+    }
+
+    /// The reduction was spurious: restore the controller and leave
+    /// recovery (RFC 3522 / RFC 4015 restore cwnd and ssthresh).
+    fn undo_reduction(&mut self, saved: Congestion) {
+        self.cc = saved;
+        self.recovery = None;
+        self.loss.sack_recovery = false;
+        self.retransmit_head = false;
+        self.counters.spurious_undos += 1;
+    }
+
+    /// A retransmission timeout: SACK and RACK state as RFC 6675 §5.1 and
+    /// RFC 8985 §6.3 ask; the window reduction itself is the caller's.
+    pub(super) fn loss_on_rto(&mut self) {
+        self.loss.sb.on_rto();
+        self.loss.rack.on_rto();
+        self.loss.sack_recovery = false;
+        self.loss.probe_pending = false;
+        self.loss.timer = None;
+        self.timers.clear(TimerKind::Loss);
+    }
+
+    /// Room the congestion window leaves for new data: RFC 6675 §5 (C)
+    /// cwnd - pipe in SACK recovery (cwnd = ssthresh, step 4.2), RFC 3042
+    /// limited transmit otherwise, one segment for a tail loss probe.
+    pub(super) fn cwnd_room(&self, in_flight: usize) -> usize {
+        let mss = self.eff_mss();
+        let room = if self.loss.sack_recovery {
+            let pipe = self.loss.sb.pipe(self.tcb.snd_max, mss);
+            self.cc.ssthresh().saturating_sub(pipe)
+        } else {
+            let wnd = limited_transmit_window(
+                self.cc.window(),
+                self.dup_acks,
+                self.recovery.is_some(),
+                mss,
+            );
+            // Resending after a timeout skips SACKed data, which is not
+            // in flight either (RFC 6675 §5.1).
+            let sacked = if self.tcb.snd_nxt < self.tcb.snd_max {
+                self.loss.sb.sacked_below(self.tcb.snd_nxt)
+            } else {
+                0
+            };
+            wnd.saturating_sub(in_flight.saturating_sub(sacked))
+        };
+        if self.loss.probe_pending {
+            room.max(mss)
+        } else {
+            room
+        }
+    }
+
+    /// After a timeout SND.NXT walks back over data sent before; what the
+    /// peer SACKed is not sent again (RFC 6675 §5.1).
+    pub(super) fn skip_sacked(&mut self) {
+        if !self.tcb.sack_enabled {
+            return;
+        }
+        while self.tcb.snd_nxt < self.tcb.snd_max {
+            match self.loss.sb.sacked_end(self.tcb.snd_nxt) {
+                Some(end) => self.tcb.snd_nxt = end.min(self.tcb.snd_max),
+                None => break,
+            }
+        }
+    }
+
+    /// The next retransmission of SACK recovery: RACK's lost segments, then
+    /// NextSeg rules 1, 3 and 4 (RFC 6675 §4), while Pipe leaves room.
+    pub(super) fn sack_retransmission(&mut self) -> Option<(SeqNumber, usize)> {
+        if !self.loss.sack_recovery {
+            return None;
+        }
+        let mss = self.eff_mss();
+        let pipe = self.loss.sb.pipe(self.tcb.snd_max, mss);
+        if !self.loss.first_rexmit && self.cc.ssthresh() < pipe + mss {
+            return None;
+        }
+        self.loss.planned_rescue = false;
+        if let Some((s, e)) = self.loss.rack.next_lost() {
+            if s >= self.tcb.snd_una && !self.loss.sb.is_sacked(s) {
+                return Some((s, e - s));
+            }
+        }
+        let unsent = self.snd_buf.len() > self.tcb.snd_nxt - self.tcb.snd_una;
+        let new_data = unsent && self.tcb.snd_wnd > self.tcb.snd_nxt - self.tcb.snd_una;
+        let point = self.recovery.unwrap_or(self.tcb.snd_max);
+        match self
+            .loss
+            .sb
+            .next_seg(self.tcb.snd_max, new_data, point, mss)?
+        {
+            NextSeg::Retransmit { seq, len } => Some((seq, len)),
+            NextSeg::NewData => None,
+            NextSeg::Rescue { seq, len } => {
+                self.loss.planned_rescue = true;
+                Some((seq, len))
+            }
+        }
+    }
+
+    /// The tail loss probe, when new data cannot be sent: the last segment
+    /// sent (RFC 8985 §7.3).
+    pub(super) fn probe_retransmission(&self) -> Option<(SeqNumber, usize)> {
+        match self.loss.rack.probe(false)? {
+            Probe::RetransmitLast { seq, len } if seq >= self.tcb.snd_una => Some((seq, len)),
+            _ => None,
+        }
+    }
+
+    /// A data segment [seq, end) left; `retransmission` if any of it was
+    /// sent before.
+    pub(super) fn loss_on_sent(
+        &mut self,
+        now: Instant,
+        seq: SeqNumber,
+        end: SeqNumber,
+        retransmission: bool,
+    ) {
+        if self.tcb.sack_enabled {
+            self.loss.rack.on_sent(now, seq, end);
+        }
+        if retransmission {
+            if self.loss.sack_recovery && !self.loss.planned_rescue {
+                self.loss.sb.on_retransmit(end);
+            }
+            self.loss.first_rexmit = false;
+            let tsval = self.tcb.ts_enabled.then(|| self.ts_now(now));
+            self.loss.undo.on_retransmit(end - seq, tsval);
+        }
+        self.loss.planned_rescue = false;
+        if self.loss.probe_pending {
+            // RFC 8985 §7.3: remember the probe, then the RTO guards it.
+            self.loss.probe_pending = false;
+            self.loss
+                .rack
+                .on_probe_sent(self.tcb.snd_max.max(end), retransmission);
+            self.timers.set(TimerKind::Retransmit, now + self.rtt.rto());
+        } else if !retransmission && self.loss.timer != Some(LossTimer::Reorder) {
+            self.arm_pto(now);
+        }
+    }
+}
