@@ -149,6 +149,8 @@ impl Connection {
             let fresh = now.total_millis().saturating_sub(self.tcb.ts_recent_age_ms) < PAWS_IDLE_MS;
             if older && fresh {
                 self.ack_now = true;
+                // An old duplicate: tell the sender (RFC 2883 §4, as Linux).
+                self.note_duplicate(seq, seg.payload.len());
                 return Err(DropReason::Paws);
             }
         }
@@ -193,6 +195,7 @@ impl Connection {
                 self.oow_ack_at = Some(now);
                 self.ack_now = true;
             }
+            self.note_duplicate(seq, seg.payload.len());
             return Err(DropReason::OutOfWindow);
         }
 
@@ -409,6 +412,7 @@ impl Connection {
         let mut fin = seg.flags.fin();
         // Trim what was already received.
         if seq < rcv_nxt {
+            self.note_duplicate(seq, data.len());
             let cut = rcv_nxt - seq;
             if cut > data.len() {
                 // Everything, the FIN included, is old.

@@ -55,6 +55,9 @@ pub(super) struct LossState {
     timer: Option<LossTimer>,
     /// In recovery when the current ACK arrived.
     was_in_recovery: bool,
+    /// Receiver side: a duplicate segment to report as the first SACK block
+    /// of the next ACK (RFC 2883 §4).
+    pub dsack_out: Option<(SeqNumber, SeqNumber)>,
 }
 
 impl LossState {
@@ -69,6 +72,7 @@ impl LossState {
             probe_pending: false,
             timer: None,
             was_in_recovery: false,
+            dsack_out: None,
         }
     }
 }
@@ -91,10 +95,9 @@ impl Connection {
             blocks[n] = *b;
             n += 1;
         }
-        if self.loss.sb.high_ack() != self.tcb.snd_una {
-            // SND.UNA moved without this module (the handshake): start over.
+        if self.loss.sb.high_ack() > self.tcb.snd_una {
+            // SND.UNA was set behind the scoreboard (never by ACKs): resync.
             self.loss.sb.clear(self.tcb.snd_una);
-            self.loss.rack = Rack::new(self.tcb.snd_una);
         }
         let ack = seg.ack_number.min(self.tcb.snd_max);
         let up = self.loss.sb.on_ack(ack, &blocks[..n], self.tcb.snd_max);
@@ -248,6 +251,9 @@ impl Connection {
             Some(LossTimer::Probe) if self.tcb.snd_una < self.tcb.snd_max => {
                 self.loss.probe_pending = true;
                 self.counters.tlp_probes += 1;
+                // The probe goes out instead of the timeout (RFC 8985 §7.3
+                // re-arms the RTO after it).
+                self.timers.set(TimerKind::Retransmit, now + self.rtt.rto());
             }
             Some(LossTimer::Probe) | None => {}
         }
@@ -311,6 +317,15 @@ impl Connection {
             room.max(mss)
         } else {
             room
+        }
+    }
+
+    /// Receiver side: `len` bytes at `seq` arrived although some or all of
+    /// them were received before (RFC 2883 §4: report them in a D-SACK).
+    pub(super) fn note_duplicate(&mut self, seq: SeqNumber, len: usize) {
+        let rcv_nxt = self.tcb.rcv_nxt;
+        if self.tcb.sack_enabled && len > 0 && seq < rcv_nxt {
+            self.loss.dsack_out = Some((seq, (seq + len).min(rcv_nxt)));
         }
     }
 
@@ -402,5 +417,265 @@ impl Connection {
         } else if !retransmission && self.loss.timer != Some(LossTimer::Reorder) {
             self.arm_pto(now);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Two connections joined by a scripted path (10 ms each way) on which
+    //! a test drops or delays chosen data segments.
+
+    use super::super::{Config, FourTuple, IsnKey};
+    use super::*;
+    use crate::time::Duration;
+    use std::net::{Ipv4Addr, SocketAddrV4};
+
+    const TUPLE: FourTuple = FourTuple {
+        local: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 40000),
+        remote: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 80),
+    };
+    const ONE_WAY: Duration = Duration::from_millis(10);
+
+    struct Seg {
+        at: Instant,
+        to_b: bool,
+        repr: TcpRepr<'static>,
+        payload: Vec<u8>,
+    }
+
+    /// What happens to the n-th data segment (first transmissions and
+    /// retransmissions counted alike) A sends.
+    #[derive(Clone, Copy)]
+    enum Fate {
+        Deliver,
+        Drop,
+        Delay(Duration),
+    }
+
+    struct Net {
+        now: Instant,
+        a: Connection,
+        b: Option<Connection>,
+        wire: Vec<Seg>,
+        data_sent: usize,
+        fate: fn(usize) -> Fate,
+        received: usize,
+    }
+
+    impl Net {
+        fn new(fate: fn(usize) -> Fate) -> Net {
+            let cfg = Config {
+                congestion: super::super::congestion::Algorithm::NewReno,
+                ..Config::default()
+            };
+            let now = Instant::from_secs(1);
+            let a = Connection::connect(cfg, TUPLE, now, &IsnKey::from_parts(1, 2));
+            Net {
+                now,
+                a,
+                b: None,
+                wire: Vec::new(),
+                data_sent: 0,
+                fate,
+                received: 0,
+            }
+        }
+
+        fn step(&mut self) {
+            let now = self.now;
+            // Deliver what is due, in time order.
+            self.wire.sort_by_key(|s| s.at);
+            while self.wire.first().is_some_and(|s| s.at <= now) {
+                let s = self.wire.remove(0);
+                let seg = TcpRepr {
+                    payload: &s.payload,
+                    ..s.repr
+                };
+                if std::env::var_os("LOSS_TRACE").is_some() {
+                    println!(
+                        "{:>6}us {} seq={} ack={} len={} sack={:?} | a: una={} nxt={} cwnd={} timers={:?} rto={:?}",
+                        now.total_micros() - 1_000_000,
+                        if s.to_b { "A->B" } else { "B->A" },
+                        seg.seq_number.0,
+                        seg.ack_number.0,
+                        seg.payload.len(),
+                        seg.options.sack_blocks,
+                        self.a.tcb.snd_una.0,
+                        self.a.tcb.snd_nxt.0,
+                        self.a.cwnd(),
+                        self.a.timers,
+                        self.a.rtt.rto(),
+                    );
+                }
+                if s.to_b {
+                    match self.b.as_mut() {
+                        Some(b) => {
+                            let _ = b.on_segment(now, &seg);
+                        }
+                        None => {
+                            let cfg = Config::default();
+                            let key = IsnKey::from_parts(3, 4);
+                            self.b = Some(Connection::accept_syn(
+                                cfg,
+                                TUPLE.reversed(),
+                                now,
+                                &key,
+                                &seg,
+                            ));
+                        }
+                    }
+                } else {
+                    let _ = self.a.on_segment(now, &seg);
+                }
+            }
+            if let Some(b) = self.b.as_mut() {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = b.recv(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    self.received += n;
+                }
+            }
+            let mut out = Vec::new();
+            self.a.poll_transmit(now, |r| {
+                out.push((true, TcpRepr { payload: &[], ..*r }, r.payload.to_vec()));
+                true
+            });
+            if let Some(b) = self.b.as_mut() {
+                b.poll_transmit(now, |r| {
+                    out.push((false, TcpRepr { payload: &[], ..*r }, r.payload.to_vec()));
+                    true
+                });
+            }
+            for (to_b, repr, payload) in out {
+                let mut at = now + ONE_WAY;
+                if to_b && !payload.is_empty() {
+                    let fate = (self.fate)(self.data_sent);
+                    self.data_sent += 1;
+                    match fate {
+                        Fate::Deliver => {}
+                        Fate::Drop => continue,
+                        Fate::Delay(d) => at += d,
+                    }
+                }
+                self.wire.push(Seg {
+                    at,
+                    to_b,
+                    repr,
+                    payload,
+                });
+            }
+        }
+
+        /// Run until `until`, jumping to the next event each time.
+        fn run(&mut self, until: Instant) {
+            loop {
+                self.step();
+                let mut next = self.wire.iter().map(|s| s.at).min();
+                for t in [
+                    self.a.poll_timeout(),
+                    self.b.as_ref().and_then(|b| b.poll_timeout()),
+                ]
+                .into_iter()
+                .flatten()
+                {
+                    next = Some(next.map_or(t, |n: Instant| n.min(t)));
+                }
+                match next {
+                    Some(t) if t <= until => self.now = t.max(self.now),
+                    _ => break,
+                }
+            }
+            self.now = until;
+        }
+
+        /// Handshake, then `n` full segments written at once.
+        fn start(&mut self, n: usize) -> usize {
+            self.run(self.now + Duration::from_millis(100));
+            assert_eq!(self.a.state(), super::super::State::Established);
+            let mss = self.a.eff_mss();
+            let data = vec![7u8; n * mss];
+            assert_eq!(self.a.send(&data), Ok(n * mss));
+            n * mss
+        }
+    }
+
+    #[test]
+    fn tail_loss_is_repaired_by_a_probe_not_a_timeout() {
+        // Ten segments, the last one lost: nothing after it can produce
+        // SACKs, so only the PTO (2 * SRTT = 40 ms, RFC 8985 §7.2) or the
+        // RTO (>= 200 ms) can notice. The probe resends it.
+        let mut net = Net::new(|n| if n == 9 { Fate::Drop } else { Fate::Deliver });
+        let total = net.start(10);
+        net.run(net.now + Duration::from_millis(300));
+        let k = net.a.counters();
+        assert_eq!(net.received, total);
+        assert_eq!(k.timeouts, 0, "no RTO");
+        assert_eq!(k.tlp_probes, 1);
+        assert_eq!(k.tlp_losses, 1, "the probe repaired a loss (RFC 8985 §7.4)");
+        assert_eq!(k.retransmits, 1);
+    }
+
+    #[test]
+    fn sack_hole_is_resent_once_by_rack() {
+        // Segment 3 of 20 lost: RACK marks it lost one reordering window
+        // after a later segment is SACKed; only it is resent.
+        let mut net = Net::new(|n| if n == 3 { Fate::Drop } else { Fate::Deliver });
+        let cwnd0 = net.a.cwnd();
+        let total = net.start(20);
+        net.run(net.now + Duration::from_millis(500));
+        let k = net.a.counters();
+        assert_eq!(net.received, total);
+        assert_eq!(k.timeouts, 0);
+        assert_eq!(k.retransmits, 1);
+        assert_eq!(k.fast_retransmits, 1, "one recovery episode");
+        assert_eq!(k.spurious_undos, 0);
+        assert!(
+            net.a.cwnd() < cwnd0 + 20 * net.a.eff_mss(),
+            "the window was reduced"
+        );
+    }
+
+    #[test]
+    fn reordering_within_the_window_is_not_loss() {
+        // Segment 3 arrives 2 ms late, behind later segments: within RACK's
+        // reordering window (min_RTT / 4 = 5 ms), so nothing is resent.
+        let mut net = Net::new(|n| {
+            if n == 3 {
+                Fate::Delay(Duration::from_millis(2))
+            } else {
+                Fate::Deliver
+            }
+        });
+        let total = net.start(20);
+        net.run(net.now + Duration::from_millis(500));
+        let k = net.a.counters();
+        assert_eq!(net.received, total);
+        assert_eq!(k.retransmits, 0);
+        assert_eq!(k.fast_retransmits, 0);
+    }
+
+    #[test]
+    fn late_original_is_reported_by_dsack_and_the_reduction_undone() {
+        // Segment 3 arrives 40 ms late: RACK resends it first, the receiver
+        // then gets the original as a duplicate and reports it in a D-SACK
+        // (RFC 2883 §4); the sender restores its window (RFC 2883 §5).
+        let mut net = Net::new(|n| {
+            if n == 3 {
+                Fate::Delay(Duration::from_millis(40))
+            } else {
+                Fate::Deliver
+            }
+        });
+        let total = net.start(20);
+        net.run(net.now + Duration::from_millis(500));
+        let k = net.a.counters();
+        assert_eq!(net.received, total);
+        assert_eq!(k.retransmits, 1);
+        assert_eq!(k.fast_retransmits, 1);
+        assert_eq!(k.spurious_undos, 1);
+        assert!(!net.a.loss.undo.armed());
+        assert_eq!(net.a.cc.ssthresh(), usize::MAX, "ssthresh restored");
     }
 }

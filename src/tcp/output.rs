@@ -55,14 +55,16 @@ impl Connection {
             self.close_with(now, reason);
             return;
         }
+        // The loss timer first: a probe due with the RTO replaces it
+        // (RFC 8985 §7.2 caps the PTO at the RTO).
+        if self.timers.take_expired(TimerKind::Loss, now) {
+            self.on_loss_timer(now);
+        }
         if self.timers.take_expired(TimerKind::Retransmit, now) {
             self.on_rto(now);
             if self.state == State::Closed {
                 return;
             }
-        }
-        if self.timers.take_expired(TimerKind::Loss, now) {
-            self.on_loss_timer(now);
         }
         if self.timers.take_expired(TimerKind::Persist, now) {
             if self.tcb.snd_wnd == 0 {
@@ -170,13 +172,19 @@ impl Connection {
         }
     }
 
+    /// SACK blocks the next ACK carries: a D-SACK first if one is pending
+    /// (RFC 2883 §4), then the out-of-order ranges (RFC 2018 §4).
     fn sack_count(&self) -> usize {
-        if !self.tcb.sack_enabled || !self.rcv_buf.has_out_of_order() {
+        if !self.tcb.sack_enabled {
             return 0;
+        }
+        let d = usize::from(self.loss.dsack_out.is_some());
+        if !self.rcv_buf.has_out_of_order() {
+            return d;
         }
         let max = if self.tcb.ts_enabled { 3 } else { 4 };
         let mut tmp = [(0u64, 0u64); 4];
-        self.rcv_buf.sack_ranges(&mut tmp[..max])
+        d + self.rcv_buf.sack_ranges(&mut tmp[..max - d])
     }
 
     fn plan(&self, kind: Kind, seq: SeqNumber, flags: u8) -> Plan {
@@ -402,10 +410,19 @@ impl Connection {
             }
             let n = self.sack_count();
             if n > 0 {
+                let mut first = 0;
+                if let Some((left, right)) = self.loss.dsack_out {
+                    options.sack_blocks[0] = Some(SackBlock { left, right });
+                    first = 1;
+                }
                 let mut ranges = [(0u64, 0u64); 4];
-                let n = self.rcv_buf.sack_ranges(&mut ranges[..n]);
+                let n = if self.rcv_buf.has_out_of_order() {
+                    self.rcv_buf.sack_ranges(&mut ranges[..n - first])
+                } else {
+                    0
+                };
                 let next = self.rcv_buf.next_off();
-                for (slot, &(s, e)) in options.sack_blocks.iter_mut().zip(&ranges[..n]) {
+                for (slot, &(s, e)) in options.sack_blocks[first..].iter_mut().zip(&ranges[..n]) {
                     *slot = Some(SackBlock {
                         left: t.rcv_nxt + (s - next) as usize,
                         right: t.rcv_nxt + (e - next) as usize,
@@ -499,6 +516,7 @@ impl Connection {
             Kind::Ack => {}
         }
         if let Some(ack) = plan.ack {
+            self.loss.dsack_out = None;
             self.ack_now = false;
             self.unacked_bytes = 0;
             self.timers.clear(TimerKind::DelayedAck);
