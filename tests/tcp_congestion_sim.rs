@@ -90,6 +90,8 @@ struct FlowResult {
     timeouts: u64,
     fast_retransmits: u64,
     retransmits: u64,
+    spurious_undos: u64,
+    tlp_probes: u64,
 }
 
 impl Sim {
@@ -325,16 +327,23 @@ impl Sim {
                     timeouts: k.timeouts,
                     fast_retransmits: k.fast_retransmits,
                     retransmits: k.retransmits,
+                    spurious_undos: k.spurious_undos,
+                    tlp_probes: k.tlp_probes,
                 };
                 if trace {
                     println!(
-                        "{:?} sack={} loss={} reorder={}: {:.2} Mbit/s {:?} (drops: queue {} random {})",
+                        "{} sack={} loss={} reorder={}: {:.2} Mbit/s, RTOs {}, recoveries {}, \
+                         retransmits {}, undone {}, probes {} (drops: queue {} random {})",
                         f.spec.alg,
                         f.spec.sack,
                         self.path.loss,
                         self.path.reorder,
                         r.goodput_bps / 1e6,
-                        r,
+                        r.timeouts,
+                        r.fast_retransmits,
+                        r.retransmits,
+                        r.spurious_undos,
+                        r.tlp_probes,
                         self.drops_queue,
                         self.drops_random
                     );

@@ -96,7 +96,14 @@
 //! - `listen`: the listen backlog (SYN queue, accept queue, SYN cookies).
 //! - `buffer`: send ring and receive ring with out-of-order reassembly.
 //! - `rtt`: SRTT/RTTVAR/RTO; `timers`: the per-connection timer table;
-//!   `isn`: RFC 6528 ISNs; `congestion`: the controller trait and NewReno.
+//!   `isn`: RFC 6528 ISNs; `congestion`: the controller trait, NewReno and
+//!   CUBIC (RFC 9438, the default), chosen per connection by
+//!   [`Config::congestion`].
+//! - Loss recovery: `sack_scoreboard` (RFC 6675 scoreboard, D-SACK
+//!   detection), `rack` (RACK-TLP, RFC 8985), `recovery` (initial window,
+//!   limited transmit, undo of spurious reductions), and `loss`, which wires
+//!   them into ACK input and segment output. Without SACK the connection
+//!   runs NewReno's duplicate-ACK recovery (RFC 6582) with limited transmit.
 //!
 //! # Decisions
 //! - Zero-window probes and keep-alive probes follow Linux: a pure ACK with
