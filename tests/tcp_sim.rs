@@ -74,6 +74,8 @@ struct Scenario {
     slow_reader: bool,
     /// Writers that write `chunk` bytes, then pause (keep-alive, Nagle).
     paced: Option<(usize, u64)>,
+    /// Transmit frames per `poll_transmit` call, when limited.
+    tx_budget: Option<usize>,
 }
 
 /// Bytes one side sends: none, a little, or (one run in ten) a bulk transfer.
@@ -172,6 +174,7 @@ fn scenario(seed: u64) -> Scenario {
         simultaneous_open: r.chance(0.1),
         syn_cookie: r.chance(0.1),
         slow_reader: r.chance(0.2),
+        tx_budget: r.chance(0.2).then(|| 1 + r.below(8) as usize),
         paced: r
             .chance(0.2)
             .then(|| (512 + r.below(8192) as usize, r.below(1500))),
@@ -237,6 +240,8 @@ struct Sim {
     trace: bool,
     /// Segments the checksum caught.
     corrupted: u64,
+    /// A connection had more to send than the transmit budget allowed.
+    backlogged: bool,
 }
 
 impl Sim {
@@ -298,6 +303,7 @@ impl Sim {
             tuple_a,
             trace,
             corrupted: 0,
+            backlogged: false,
         }
     }
 
@@ -435,21 +441,34 @@ impl Sim {
     fn transmit(&mut self) {
         let now = self.now;
         let mut out: Vec<(bool, TcpRepr<'static>, Vec<u8>)> = Vec::new();
+        // A worker may run out of transmit frames: at most `budget`
+        // segments per call; the rest must be offered again next time.
+        let budget = self.sc.tx_budget.unwrap_or(usize::MAX);
+        let mut refused = false;
         fn grab<'a>(
             out: &'a mut Vec<(bool, TcpRepr<'static>, Vec<u8>)>,
             to_b: bool,
+            budget: usize,
+            refused: &'a mut bool,
         ) -> impl FnMut(&TcpRepr<'_>) -> bool + 'a {
+            let mut left = budget;
             move |r: &TcpRepr<'_>| {
+                if left == 0 {
+                    *refused = true;
+                    return false;
+                }
+                left -= 1;
                 out.push((to_b, TcpRepr { payload: &[], ..*r }, r.payload.to_vec()));
                 true
             }
         }
         if let Some(c) = self.a.conn.as_mut() {
-            c.poll_transmit(now, grab(&mut out, true));
+            c.poll_transmit(now, grab(&mut out, true, budget, &mut refused));
         }
         if let Some(c) = self.b.conn.as_mut() {
-            c.poll_transmit(now, grab(&mut out, false));
+            c.poll_transmit(now, grab(&mut out, false, budget, &mut refused));
         }
+        self.backlogged = refused;
         if let Some(l) = self.listener.as_mut() {
             let a_addr = self.tuple_a.local;
             l.poll_transmit(now, |to, r| {
@@ -574,7 +593,7 @@ impl Sim {
             self.app(false)?;
             self.transmit();
             self.invariants()?;
-            if self.deliver() > 0 {
+            if self.deliver() > 0 || self.backlogged {
                 continue;
             }
             if self.a.done() && self.b.done() {
@@ -767,6 +786,7 @@ fn base(seed: u64) -> Scenario {
         syn_cookie: false,
         slow_reader: false,
         paced: None,
+        tx_budget: None,
     }
 }
 
