@@ -362,12 +362,7 @@ impl Connection {
         }
         let unsent = self.snd_buf.len() > self.tcb.snd_nxt - self.tcb.snd_una;
         let new_data = unsent && self.tcb.snd_wnd > self.tcb.snd_nxt - self.tcb.snd_una;
-        let point = self.recovery.unwrap_or(self.tcb.snd_max);
-        match self
-            .loss
-            .sb
-            .next_seg(self.tcb.snd_max, new_data, point, mss)?
-        {
+        match self.loss.sb.next_seg(self.tcb.snd_max, new_data, mss)? {
             NextSeg::Retransmit { seq, len } => Some((seq, len)),
             NextSeg::NewData => None,
             NextSeg::Rescue { seq, len } => {
@@ -399,7 +394,10 @@ impl Connection {
             self.loss.rack.on_sent(now, seq, end);
         }
         if retransmission {
-            if self.loss.sack_recovery && !self.loss.planned_rescue {
+            if self.loss.sack_recovery && self.loss.planned_rescue {
+                let point = self.recovery.unwrap_or(self.tcb.snd_max);
+                self.loss.sb.on_rescue(point);
+            } else if self.loss.sack_recovery {
                 self.loss.sb.on_retransmit(end);
             }
             self.loss.first_rexmit = false;

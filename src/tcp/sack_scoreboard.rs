@@ -200,6 +200,11 @@ impl Scoreboard {
         }
     }
 
+    /// The rule 4 rescue retransmission left: RescueRxt = RecoveryPoint.
+    pub fn on_rescue(&mut self, recovery_point: SeqNumber) {
+        self.rescue_rxt = Some(recovery_point);
+    }
+
     /// RFC 6675 §5 step (C)/(4): the peer's SACKs say loss before any
     /// duplicate-ACK count would: IsLost(HighACK + 1).
     pub fn should_enter_recovery(&self, dup_acks: usize, mss: usize) -> bool {
@@ -271,14 +276,10 @@ impl Scoreboard {
     }
 
     /// NextSeg() (RFC 6675 §4). `new_data` says whether unsent data exists
-    /// and the peer's window allows it; `recovery_point` is RecoveryPoint.
-    pub fn next_seg(
-        &mut self,
-        high_data: SeqNumber,
-        new_data: bool,
-        recovery_point: SeqNumber,
-        mss: usize,
-    ) -> Option<NextSeg> {
+    /// and the peer's window allows it. Choosing changes nothing: the
+    /// caller reports what it sent ([`Scoreboard::on_retransmit`],
+    /// [`Scoreboard::on_rescue`]).
+    pub fn next_seg(&self, high_data: SeqNumber, new_data: bool, mss: usize) -> Option<NextSeg> {
         let highest_sacked = self.highest_sacked();
         let boundary = self.loss_boundary(mss);
         // Rule 1: the first lost, unSACKed byte above HighRxt, below the
@@ -307,7 +308,6 @@ impl Scoreboard {
         if allowed && high_data > self.high_ack {
             let top = self.top_unsacked(high_data)?;
             let start = (top - mss).max(self.high_ack);
-            self.rescue_rxt = Some(recovery_point);
             return Some(NextSeg::Rescue {
                 seq: start,
                 len: top - start,
@@ -462,7 +462,7 @@ mod tests {
         let mut sb = one_hole();
         assert_eq!(sb.pipe(s(10_000), MSS), 6000);
         // Retransmit the hole: it counts again (HighRxt = 1000): 7000.
-        match sb.next_seg(s(10_000), true, s(10_000), MSS) {
+        match sb.next_seg(s(10_000), true, MSS) {
             Some(NextSeg::Retransmit { seq, len }) => {
                 assert_eq!((seq, len), (s(0), 1000));
                 sb.on_retransmit(seq + len);
@@ -472,10 +472,7 @@ mod tests {
         assert_eq!(sb.high_rxt(), s(1000));
         assert_eq!(sb.pipe(s(10_000), MSS), 7000);
         // Next: rule 2, new data.
-        assert_eq!(
-            sb.next_seg(s(10_000), true, s(10_000), MSS),
-            Some(NextSeg::NewData)
-        );
+        assert_eq!(sb.next_seg(s(10_000), true, MSS), Some(NextSeg::NewData));
     }
 
     #[test]
@@ -485,7 +482,7 @@ mod tests {
         sb.on_ack(s(0), &[blk(1000, 2000)], s(5000));
         // No new data: rule 3 retransmits the unSACKed hole below the SACK.
         assert_eq!(
-            sb.next_seg(s(5000), false, s(5000), MSS),
+            sb.next_seg(s(5000), false, MSS),
             Some(NextSeg::Retransmit {
                 seq: s(0),
                 len: 1000
@@ -495,32 +492,33 @@ mod tests {
         // Nothing below the highest SACK remains: rule 4 rescues the tail
         // [4000, 5000) once.
         assert_eq!(
-            sb.next_seg(s(5000), false, s(5000), MSS),
+            sb.next_seg(s(5000), false, MSS),
             Some(NextSeg::Rescue {
                 seq: s(4000),
                 len: 1000
             })
         );
-        assert_eq!(
-            sb.next_seg(s(5000), false, s(5000), MSS),
-            None,
-            "one rescue only"
-        );
+        // Choosing alone does not use up the rescue; sending it does.
+        assert!(sb.next_seg(s(5000), false, MSS).is_some());
+        sb.on_rescue(s(5000));
+        assert_eq!(sb.next_seg(s(5000), false, MSS), None, "one rescue only");
         // Once HighACK passes RescueRxt another rescue is allowed.
         sb.on_ack(s(5000), &[], s(6000));
         assert_eq!(
-            sb.next_seg(s(6000), false, s(6000), MSS),
+            sb.next_seg(s(6000), false, MSS),
             None,
             "HighACK == RescueRxt"
         );
         sb.on_ack(s(5500), &[], s(6000));
         assert_eq!(
-            sb.next_seg(s(6000), false, s(6000), MSS),
+            sb.next_seg(s(6000), false, MSS),
             Some(NextSeg::Rescue {
                 seq: s(5500),
                 len: 500
             })
         );
+        sb.on_rescue(s(6000));
+        assert_eq!(sb.next_seg(s(6000), false, MSS), None);
     }
 
     #[test]
