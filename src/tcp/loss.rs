@@ -346,6 +346,7 @@ impl Connection {
     /// The next retransmission of SACK recovery: RACK's lost segments, then
     /// NextSeg rules 1, 3 and 4 (RFC 6675 §4), while Pipe leaves room.
     pub(super) fn sack_retransmission(&mut self) -> Option<(SeqNumber, usize)> {
+        self.loss.planned_rescue = false;
         if !self.loss.sack_recovery {
             return None;
         }
@@ -354,7 +355,6 @@ impl Connection {
         if !self.loss.first_rexmit && self.cc.ssthresh() < pipe + mss {
             return None;
         }
-        self.loss.planned_rescue = false;
         if let Some((s, e)) = self.loss.rack.next_lost() {
             if s >= self.tcb.snd_una && !self.loss.sb.is_sacked(s) {
                 return Some((s, e - s));
