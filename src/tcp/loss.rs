@@ -462,10 +462,16 @@ mod tests {
 
     impl Net {
         fn new(fate: fn(usize) -> Fate) -> Net {
-            let cfg = Config {
-                congestion: super::super::congestion::Algorithm::NewReno,
-                ..Config::default()
-            };
+            Net::with(
+                Config {
+                    congestion: super::super::congestion::Algorithm::NewReno,
+                    ..Config::default()
+                },
+                fate,
+            )
+        }
+
+        fn with(cfg: Config, fate: fn(usize) -> Fate) -> Net {
             let now = Instant::from_secs(1);
             let a = Connection::connect(cfg, TUPLE, now, &IsnKey::from_parts(1, 2));
             Net {
@@ -675,5 +681,27 @@ mod tests {
         assert_eq!(k.spurious_undos, 1);
         assert!(!net.a.loss.undo.armed());
         assert_eq!(net.a.cc.ssthresh(), usize::MAX, "ssthresh restored");
+    }
+
+    #[test]
+    fn limited_transmit_reaches_three_duplicates_in_a_small_window() {
+        // Without SACK and with a window of 4 segments, losing segment 1
+        // leaves only two segments to produce duplicate ACKs. RFC 3042 sends
+        // one new segment on each of the first two duplicates, which brings
+        // the third duplicate: fast retransmit instead of a timeout.
+        let cfg = Config {
+            congestion: super::super::congestion::Algorithm::NewReno,
+            sack: false,
+            initial_window: 4,
+            ..Config::default()
+        };
+        let mut net = Net::with(cfg, |n| if n == 1 { Fate::Drop } else { Fate::Deliver });
+        let total = net.start(8);
+        net.run(net.now + Duration::from_millis(500));
+        let k = net.a.counters();
+        assert_eq!(net.received, total);
+        assert_eq!(k.timeouts, 0, "no RTO");
+        assert_eq!(k.fast_retransmits, 1);
+        assert_eq!(k.retransmits, 1);
     }
 }
