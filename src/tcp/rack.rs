@@ -199,55 +199,38 @@ impl Rack {
         exited_recovery: bool,
     ) -> Option<Duration> {
         let fack_before = self.fack;
-        // Steps 1-3 over the newly delivered segments.
-        for i in 0..self.segs.len() {
-            let s = self.segs[i];
-            if s.sacked {
-                continue;
+        // Steps 1-3 over the newly delivered segments: those cumulatively
+        // acknowledged leave the front; SACKed ones are found by sequence
+        // (records are in sequence order), so an ACK costs what it delivers.
+        while let Some(s) = self.segs.front().copied() {
+            if s.end > snd_una {
+                break;
             }
-            let cum = s.end <= snd_una;
-            let sel = sacked.iter().any(|&(l, r)| l <= s.start && s.end <= r);
-            if !(cum || sel) {
-                continue;
-            }
-            if sel {
-                self.segs[i].sacked = true;
-            }
-            let rtt = now - s.xmit_ts;
-            // Step 2: a retransmitted segment's RTT shorter than min_RTT
-            // means the ACK was for the original: ambiguous, skip it.
-            let ambiguous = s.retransmitted && self.min_rtt.is_some_and(|m| rtt < m);
-            if !ambiguous {
-                // Step 1: RACK.min_RTT.
-                self.min_rtt = Some(self.min_rtt.map_or(rtt, |m| m.min(rtt)));
-                let newer = self
-                    .xmit_ts
-                    .is_none_or(|t| Self::sent_after(s.xmit_ts, s.end, t, self.end_seq));
-                if newer {
-                    self.rtt = rtt;
-                    self.xmit_ts = Some(s.xmit_ts);
-                    self.end_seq = s.end;
-                }
-            }
-            // Step 3: delivered below the highest delivered sequence without
-            // having been retransmitted: the network reordered it.
-            if !s.retransmitted && s.end < fack_before {
-                self.reordering_seen = true;
-            }
-            if s.end > self.fack {
-                self.fack = s.end;
-            }
-        }
-        if snd_una > self.fack {
-            self.fack = snd_una;
-        }
-        while self.segs.front().is_some_and(|s| s.end <= snd_una) {
             self.segs.pop_front();
+            if !s.sacked {
+                self.delivered(now, &s, fack_before);
+            }
         }
         if let Some(front) = self.segs.front_mut() {
             if front.start < snd_una {
                 front.start = snd_una;
             }
+        }
+        for &(l, r) in sacked {
+            let first = self.segs.partition_point(|s| s.start < l);
+            for i in first..self.segs.len() {
+                let s = self.segs[i];
+                if s.end > r {
+                    break;
+                }
+                if !s.sacked {
+                    self.segs[i].sacked = true;
+                    self.delivered(now, &s, fack_before);
+                }
+            }
+        }
+        if snd_una > self.fack {
+            self.fack = snd_una;
         }
 
         // Step 4: reordering-window adaptation by D-SACK.
@@ -268,6 +251,34 @@ impl Rack {
 
         // Step 5.
         self.detect_loss(now, srtt, in_recovery, sacked.len())
+    }
+
+    /// Steps 1-3 of RFC 8985 §6.2 for one newly delivered segment.
+    fn delivered(&mut self, now: Instant, s: &Sent, fack_before: SeqNumber) {
+        let rtt = now - s.xmit_ts;
+        // Step 2: a retransmitted segment's RTT shorter than min_RTT means
+        // the ACK was for the original: ambiguous, skip it.
+        let ambiguous = s.retransmitted && self.min_rtt.is_some_and(|m| rtt < m);
+        if !ambiguous {
+            // Step 1: RACK.min_RTT.
+            self.min_rtt = Some(self.min_rtt.map_or(rtt, |m| m.min(rtt)));
+            let newer = self
+                .xmit_ts
+                .is_none_or(|t| Self::sent_after(s.xmit_ts, s.end, t, self.end_seq));
+            if newer {
+                self.rtt = rtt;
+                self.xmit_ts = Some(s.xmit_ts);
+                self.end_seq = s.end;
+            }
+        }
+        // Step 3: delivered below the highest delivered sequence without
+        // having been retransmitted: the network reordered it.
+        if !s.retransmitted && s.end < fack_before {
+            self.reordering_seen = true;
+        }
+        if s.end > self.fack {
+            self.fack = s.end;
+        }
     }
 
     /// RACK.reo_wnd (RFC 8985 §6.2 step 4, RACK_update_reo_wnd).
@@ -296,10 +307,13 @@ impl Rack {
         let reo_wnd = self.reo_wnd(srtt, in_recovery, sacked_ranges);
         let mut timeout: Option<Duration> = None;
         for s in self.segs.iter_mut() {
-            if s.sacked || s.lost {
-                continue;
+            let before_rack = Self::sent_after(rack_ts, self.end_seq, s.xmit_ts, s.end);
+            if !before_rack && !s.retransmitted {
+                // First transmissions leave in sequence order, so every
+                // record past this one was sent after RACK's segment too.
+                break;
             }
-            if !Self::sent_after(rack_ts, self.end_seq, s.xmit_ts, s.end) {
+            if s.sacked || s.lost || !before_rack {
                 continue;
             }
             let deadline = s.xmit_ts + self.rtt + reo_wnd;
