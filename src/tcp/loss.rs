@@ -412,7 +412,8 @@ impl Connection {
                 .rack
                 .on_probe_sent(self.tcb.snd_max.max(end), retransmission);
             self.timers.set(TimerKind::Retransmit, now + self.rtt.rto());
-        } else if !retransmission && self.loss.timer != Some(LossTimer::Reorder) {
+        } else if !retransmission && self.loss.timer.is_none() {
+            // Start the PTO after new data (RFC 8985 §7.2); ACKs restart it.
             self.arm_pto(now);
         }
     }

@@ -72,6 +72,8 @@ struct TlpEpisode {
 #[derive(Debug, Clone)]
 pub struct Rack {
     segs: VecDeque<Sent>,
+    /// Records marked lost and neither resent nor SACKed since.
+    lost: usize,
     /// RACK.xmit_ts / RACK.end_seq of the most recently sent delivered
     /// segment.
     xmit_ts: Option<Instant>,
@@ -95,6 +97,7 @@ impl Rack {
     pub fn new(snd_una: SeqNumber) -> Rack {
         Rack {
             segs: VecDeque::new(),
+            lost: 0,
             xmit_ts: None,
             end_seq: snd_una,
             rtt: Duration::ZERO,
@@ -157,13 +160,19 @@ impl Rack {
             if s.start < end && start < s.end && !s.sacked {
                 s.xmit_ts = now;
                 s.retransmitted = true;
-                s.lost = false;
+                if s.lost {
+                    s.lost = false;
+                    self.lost = self.lost.saturating_sub(1);
+                }
             }
         }
     }
 
     /// The first segment marked lost and not yet retransmitted.
     pub fn next_lost(&self) -> Option<(SeqNumber, SeqNumber)> {
+        if self.lost == 0 {
+            return None;
+        }
         self.segs
             .iter()
             .find(|s| s.lost && !s.sacked)
@@ -172,7 +181,7 @@ impl Rack {
 
     /// Segments currently marked lost.
     pub fn lost_count(&self) -> usize {
-        self.segs.iter().filter(|s| s.lost && !s.sacked).count()
+        self.lost
     }
 
     /// RACK_sent_after (RFC 8985 §6.2): t1/seq1 sent after t2/seq2.
@@ -208,6 +217,9 @@ impl Rack {
             }
             self.segs.pop_front();
             if !s.sacked {
+                if s.lost {
+                    self.lost = self.lost.saturating_sub(1);
+                }
                 self.delivered(now, &s, fack_before);
             }
         }
@@ -225,6 +237,9 @@ impl Rack {
                 }
                 if !s.sacked {
                     self.segs[i].sacked = true;
+                    if s.lost {
+                        self.lost = self.lost.saturating_sub(1);
+                    }
                     self.delivered(now, &s, fack_before);
                 }
             }
@@ -319,6 +334,7 @@ impl Rack {
             let deadline = s.xmit_ts + self.rtt + reo_wnd;
             if deadline <= now {
                 s.lost = true;
+                self.lost += 1;
             } else {
                 let remaining = deadline - now;
                 timeout = Some(timeout.map_or(remaining, |t| t.max(remaining)));
@@ -425,8 +441,9 @@ impl Rack {
     pub fn on_rto(&mut self) {
         self.tlp = None;
         for s in self.segs.iter_mut() {
-            if !s.sacked {
+            if !s.sacked && !s.lost {
                 s.lost = true;
+                self.lost += 1;
             }
         }
     }
@@ -459,6 +476,12 @@ mod tests {
         r
     }
 
+    /// The lost-record counter agrees with a recount.
+    fn check_lost(r: &Rack) {
+        let n = r.segs.iter().filter(|s| s.lost && !s.sacked).count();
+        assert_eq!(r.lost_count(), n);
+    }
+
     #[test]
     fn time_based_loss_marking() {
         // 10 segments sent at t = 0..9 ms; RTT 100 ms. Segment 0 is lost,
@@ -476,9 +499,11 @@ mod tests {
         assert_eq!(t, None);
         assert_eq!(r.next_lost(), Some((s(0), s(1000))));
         assert_eq!(r.lost_count(), 1, "segments sent after RACK.xmit_ts wait");
+        check_lost(&r);
         // Retransmitting clears the mark.
         r.on_sent(ms(126), s(0), s(1000));
         assert_eq!(r.next_lost(), None);
+        check_lost(&r);
     }
 
     #[test]
@@ -613,6 +638,19 @@ mod tests {
         r.on_rto();
         assert!(!r.tlp_outstanding());
         assert_eq!(r.lost_count(), 3);
+        check_lost(&r);
+        r.on_ack(
+            ms(60),
+            s(1000),
+            &[(s(2000), s(4000))],
+            false,
+            s(4000),
+            d(100),
+            false,
+            false,
+        );
+        assert_eq!(r.lost_count(), 1, "only [1000, 2000) is still missing");
+        check_lost(&r);
     }
 
     #[test]
