@@ -211,17 +211,34 @@ impl Rack {
         // Steps 1-3 over the newly delivered segments: those cumulatively
         // acknowledged leave the front; SACKed ones are found by sequence
         // (records are in sequence order), so an ACK costs what it delivers.
+        // Among first transmissions only the last one sent can move RACK
+        // (it is the newest and has the smallest RTT), so a long cumulative
+        // ACK costs one comparison per record.
+        let mut newest: Option<Sent> = None;
         while let Some(s) = self.segs.front().copied() {
             if s.end > snd_una {
                 break;
             }
             self.segs.pop_front();
-            if !s.sacked {
-                if s.lost {
-                    self.lost = self.lost.saturating_sub(1);
-                }
-                self.delivered(now, &s, fack_before);
+            if s.sacked {
+                continue;
             }
+            if s.lost {
+                self.lost = self.lost.saturating_sub(1);
+            }
+            if s.retransmitted {
+                self.delivered(now, &s, fack_before);
+            } else {
+                if s.end < fack_before {
+                    self.reordering_seen = true;
+                }
+                if newest.is_none_or(|n| Self::sent_after(s.xmit_ts, s.end, n.xmit_ts, n.end)) {
+                    newest = Some(s);
+                }
+            }
+        }
+        if let Some(s) = newest {
+            self.delivered(now, &s, fack_before);
         }
         if let Some(front) = self.segs.front_mut() {
             if front.start < snd_una {
