@@ -11,6 +11,7 @@
 #![deny(unsafe_code)]
 
 pub mod api;
+pub mod apps;
 pub mod baseline;
 pub mod conntable;
 pub mod http;
@@ -20,6 +21,7 @@ pub mod neighbor;
 pub mod phy;
 pub mod ports;
 pub mod shard;
+pub mod shard_tcp;
 pub mod tcp;
 pub mod time;
 pub mod timer;

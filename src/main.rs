@@ -8,8 +8,13 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use xdpstack::api::tcp::TcpHandler;
 use xdpstack::api::udp::{Echo, UdpHandler};
-use xdpstack::worker::{steer_kv, HandlerFactory, Stack, StackConfig};
+use xdpstack::apps::{HttpHandler, TcpEcho};
+use xdpstack::baseline::kernel_tcp::TcpService;
+use xdpstack::http::{HttpConfig, HttpServer};
+use xdpstack::loadgen::tcp::{run_kernel_client, CrrClose, TcpBenchConfig, TcpBenchKind};
+use xdpstack::worker::{steer_kv, HandlerFactory, Stack, StackConfig, TcpHandlerFactory};
 use xdpstack::xdp::{signals, AttachMode, PollMode};
 
 #[derive(Parser, Debug)]
@@ -98,6 +103,17 @@ struct ServeArgs {
     /// Run a UDP echo service on this port (repeatable).
     #[arg(long = "udp-echo", value_name = "PORT")]
     udp_echo: Vec<u16>,
+    /// Run a TCP echo service on this port (repeatable): echoes until the
+    /// client closes, then closes.
+    #[arg(long = "tcp-echo", value_name = "PORT")]
+    tcp_echo: Vec<u16>,
+    /// Run the HTTP/1.1 server on this port (repeatable): a fixed body,
+    /// keep-alive, `Connection: close` honoured.
+    #[arg(long = "http", value_name = "PORT")]
+    http: Vec<u16>,
+    /// Length of the HTTP server's response body in bytes.
+    #[arg(long = "http-body", value_name = "BYTES", default_value_t = 64)]
+    http_body: usize,
     /// Print per-worker counters every second.
     #[arg(long)]
     stats: bool,
@@ -116,6 +132,53 @@ struct ServeArgs {
 enum BenchCmd {
     /// UDP echo request/response: req/s and latency percentiles.
     UdpEcho(BenchUdpArgs),
+    /// TCP request/response on long-lived connections (against an echo
+    /// server): transactions/s and latency percentiles.
+    TcpRr(BenchTcpArgs),
+    /// TCP connect, one request/response, close (against an echo server):
+    /// connections/s and latency percentiles.
+    TcpCrr(BenchTcpArgs),
+    /// TCP bulk transfer (against an echo or discard server): Gbit/s.
+    TcpStream(BenchTcpArgs),
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum, PartialEq, Eq)]
+enum CrrCloseArg {
+    /// Reset (SO_LINGER 0): no TIME-WAIT on the client.
+    Reset,
+    /// Orderly FIN close.
+    Fin,
+}
+
+#[derive(Args, Debug)]
+struct BenchTcpArgs {
+    /// Server address.
+    #[arg(long)]
+    target: SocketAddr,
+    /// Parallel connections (tcp-crr: parallel connect/request/close slots).
+    #[arg(long, default_value_t = 1)]
+    connections: usize,
+    /// Seconds to measure.
+    #[arg(long, default_value_t = 5.0)]
+    duration: f64,
+    /// Request bytes (tcp-rr, tcp-crr) or bytes per write (tcp-stream).
+    #[arg(long, default_value_t = 64)]
+    payload: usize,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    json: bool,
+    /// CPU to pin the client to.
+    #[arg(long)]
+    core: Option<usize>,
+    /// Spin on epoll_wait(0) instead of sleeping in it.
+    #[arg(long = "busy-poll")]
+    busy_poll: bool,
+    /// How tcp-crr ends each connection.
+    #[arg(long = "crr-close", value_enum, default_value_t = CrrCloseArg::Reset)]
+    crr_close: CrrCloseArg,
+    /// Label for the server in the report (e.g. kernel, xdpstack).
+    #[arg(long, default_value = "")]
+    server_label: String,
 }
 
 #[derive(Copy, Clone, Debug, ValueEnum, PartialEq, Eq)]
@@ -169,6 +232,36 @@ enum BaselineCmd {
     Reflector(ReflectorArgs),
     /// Kernel UDP echo server (recvmmsg/sendmmsg batches).
     KernelUdpEcho(KernelEchoArgs),
+    /// Kernel TCP echo server (epoll, one thread): the counterpart of
+    /// `serve --tcp-echo`.
+    KernelTcpEcho(KernelTcpArgs),
+    /// Kernel TCP discard server (epoll, one thread), for tcp-stream.
+    KernelTcpDiscard(KernelTcpArgs),
+    /// Kernel HTTP/1.1 server (epoll, one thread, the same HTTP session
+    /// logic): the counterpart of `serve --http`.
+    KernelHttp(KernelHttpArgs),
+}
+
+#[derive(Args, Debug)]
+struct KernelTcpArgs {
+    /// Address to listen on.
+    #[arg(long)]
+    bind: SocketAddr,
+    /// CPU to pin the server to.
+    #[arg(long)]
+    core: Option<usize>,
+    /// Spin on epoll_wait(0) instead of sleeping in it.
+    #[arg(long = "busy-poll")]
+    busy_poll: bool,
+}
+
+#[derive(Args, Debug)]
+struct KernelHttpArgs {
+    #[command(flatten)]
+    tcp: KernelTcpArgs,
+    /// Length of the response body in bytes.
+    #[arg(long = "http-body", value_name = "BYTES", default_value_t = 64)]
+    http_body: usize,
 }
 
 #[derive(Args, Debug)]
@@ -226,6 +319,22 @@ fn serve(a: ServeArgs) -> Result<(), String> {
     for port in a.udp_echo {
         let f: HandlerFactory = Arc::new(|| Box::new(Echo) as Box<dyn UdpHandler>);
         cfg.udp_handlers.push((port, f));
+    }
+    for port in a.tcp_echo {
+        let f: TcpHandlerFactory = Arc::new(|| Box::<TcpEcho>::default() as Box<dyn TcpHandler>);
+        cfg.tcp_handlers.push((port, f));
+    }
+    if !a.http.is_empty() {
+        let server = HttpServer::new(HttpConfig {
+            body_len: a.http_body,
+            ..HttpConfig::default()
+        });
+        for port in a.http {
+            let server = server.clone();
+            let f: TcpHandlerFactory =
+                Arc::new(move || Box::new(HttpHandler::new(server.clone())) as Box<dyn TcpHandler>);
+            cfg.tcp_handlers.push((port, f));
+        }
     }
     let stack = Stack::start(&cfg, stop.clone()).map_err(|e| e.to_string())?;
     println!(
@@ -307,6 +416,49 @@ fn bench_udp(a: BenchUdpArgs) -> Result<(), String> {
     Ok(())
 }
 
+fn bench_tcp(kind: TcpBenchKind, a: BenchTcpArgs) -> Result<(), String> {
+    let SocketAddr::V4(target) = a.target else {
+        return Err("IPv4 targets only".into());
+    };
+    let duration = Duration::from_secs_f64(a.duration.max(0.1));
+    let mut cfg = TcpBenchConfig::new(kind, target);
+    cfg.connections = a.connections.max(1);
+    cfg.payload = a.payload.max(1);
+    cfg.duration = duration;
+    cfg.warmup = Duration::from_millis(500).min(duration / 5);
+    cfg.core = a.core;
+    cfg.busy_poll = a.busy_poll;
+    cfg.crr_close = match a.crr_close {
+        CrrCloseArg::Reset => CrrClose::Reset,
+        CrrCloseArg::Fin => CrrClose::Fin,
+    };
+    let mut report = run_kernel_client(&cfg).map_err(|e| e.to_string())?;
+    report.server = a.server_label;
+    if a.json {
+        println!("{}", report.to_json());
+    } else {
+        println!("{}", report.summary());
+    }
+    Ok(())
+}
+
+fn kernel_tcp(a: KernelTcpArgs, service: TcpService) -> Result<(), String> {
+    use xdpstack::baseline::kernel_tcp::{run_with, KernelTcpConfig};
+    let stop = stop_flag()?;
+    let mut cfg = KernelTcpConfig::new(a.bind, service.clone());
+    cfg.core = a.core;
+    cfg.busy_poll = a.busy_poll;
+    let name = match service {
+        TcpService::Echo => "echo",
+        TcpService::Discard => "discard",
+        TcpService::Http(_) => "HTTP",
+    };
+    let s = run_with(&cfg, &stop, |addr| println!("kernel TCP {name} on {addr}"))
+        .map_err(|e| e.to_string())?;
+    println!("{s:?}");
+    Ok(())
+}
+
 fn reflector(a: ReflectorArgs) -> Result<(), String> {
     use xdpstack::xdp::reflector::{run_with, ReflectorConfig};
     let stop = stop_flag()?;
@@ -353,6 +505,18 @@ fn main() -> ExitCode {
     let r = match Cli::parse() {
         Cli::Serve(a) => serve(a),
         Cli::Bench(BenchCmd::UdpEcho(a)) => bench_udp(a),
+        Cli::Bench(BenchCmd::TcpRr(a)) => bench_tcp(TcpBenchKind::Rr, a),
+        Cli::Bench(BenchCmd::TcpCrr(a)) => bench_tcp(TcpBenchKind::Crr, a),
+        Cli::Bench(BenchCmd::TcpStream(a)) => bench_tcp(TcpBenchKind::Stream, a),
+        Cli::Baseline(BaselineCmd::KernelTcpEcho(a)) => kernel_tcp(a, TcpService::Echo),
+        Cli::Baseline(BaselineCmd::KernelTcpDiscard(a)) => kernel_tcp(a, TcpService::Discard),
+        Cli::Baseline(BaselineCmd::KernelHttp(a)) => kernel_tcp(
+            a.tcp,
+            TcpService::Http(HttpConfig {
+                body_len: a.http_body,
+                ..HttpConfig::default()
+            }),
+        ),
         Cli::Baseline(BaselineCmd::Reflector(a)) => reflector(a),
         Cli::Baseline(BaselineCmd::KernelUdpEcho(a)) => kernel_echo(a),
         Cli::Version => {

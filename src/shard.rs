@@ -6,14 +6,17 @@
 //! run-to-completion handler or a channel to a thread-side socket), the
 //! neighbour cache, the ICMP error rate limiter, the frames it is about to
 //! transmit and its counters, with every dropped frame counted by reason.
-//! (The TCP table and its timer wheel join here with the TCP core.)
+//! The TCP half ([`ShardTcp`]) owns the TCP connection table and its
+//! timer wheel.
 //!
 //! Per received frame: Ethernet, then ARP (dedicated mode: answered and
 //! learnt by the neighbour cache) or IPv4 (header checksum verified,
 //! fragments dropped, other destinations ignored), then UDP (length and
 //! checksum checked by [`UdpTable::receive`], delivered to the port's
 //! binding), ICMP echo (dedicated mode: answered in place) or TCP
-//! (dedicated mode: RST, no TCP sockets yet, RFC 9293 §3.10.7.1).
+//! (checksum verified, then the shard's TCP half, [`ShardTcp`]: connections,
+//! listeners, and in dedicated mode RST for closed ports, RFC 9293
+//! §3.10.7.1). The TCP half's segments join the same transmit batch.
 //!
 //! Zero copy: a handler sees its payload inside the received frame, and an
 //! answer is built by turning that frame around (MACs, addresses and ports
@@ -40,15 +43,17 @@ use crate::neighbor::{
     RoutingTable,
 };
 use crate::phy::{FrameBuf, Link};
+use crate::shard_tcp::{Demux, Origin, ShardTcp, TcpShardConfig, TcpShardCounters};
+use crate::tcp::IsnKey;
 use crate::time::{Duration, Instant};
 use crate::udp::{self, Checksum, RxDatagram, RxDecision, SocketId, UdpConfig, UdpCounters};
 use crate::udp::{UdpError, UdpTable};
 use crate::wire::checksum::{self, ChecksumJob, ChecksumOffsets};
-use crate::wire::frame::{emit_arp, emit_ipv4_icmp, emit_ipv4_tcp};
+use crate::wire::frame::{emit_arp, emit_ipv4_icmp};
 use crate::wire::ipv4::DEFAULT_TTL;
 use crate::wire::{
     arp, ethernet, ethertype, icmpv4, ip_protocol, ipv4, tcp, udp as wudp, ArpOperation, ArpRepr,
-    EthernetAddress, EthernetRepr, Icmpv4Repr, Ipv4Repr, SeqNumber, TcpFlags, TcpOptions, TcpRepr,
+    EthernetAddress, EthernetRepr, Icmpv4Repr, Ipv4Repr, TcpRepr,
 };
 
 /// Configuration of one shard.
@@ -101,7 +106,7 @@ pub enum DropReason {
     Arp,
     /// ICMP not answered (shared mode, not an echo request, bad checksum).
     Icmp,
-    /// TCP with a bad checksum, or TCP in shared mode (no TCP sockets yet).
+    /// TCP with a bad checksum or malformed header.
     Tcp,
     /// A thread-side socket's channel was full.
     SocketQueueFull,
@@ -175,6 +180,7 @@ pub struct ShardStats {
     pub shard: ShardCounters,
     pub udp: UdpCounters,
     pub neighbor: NeighborCounters,
+    pub tcp: TcpShardCounters,
 }
 
 impl ShardStats {
@@ -203,6 +209,7 @@ impl ShardStats {
         for r in udp::DropReason::ALL {
             let _ = write!(out, " udp_drop_{}={}", r.name(), self.udp.dropped(r));
         }
+        let _ = write!(out, " {}", self.tcp.to_kv());
         out
     }
 
@@ -228,6 +235,7 @@ impl ShardStats {
         for i in 0..udp::DropReason::COUNT {
             a.drops[i] += b.drops[i];
         }
+        self.tcp.add(&other.tcp);
     }
 }
 
@@ -279,7 +287,15 @@ pub struct Shard<F> {
     bound: Vec<Option<Bound>>,
     /// Ports bound to handlers, for the per-iteration `poll`.
     handler_ports: Vec<u16>,
+    /// The TCP half.
+    tcp: ShardTcp,
+    /// Hands a TCP frame that may belong to another shard to the others.
+    tcp_forward: Option<TcpForward>,
 }
+
+/// Hands a received frame to the other shards (see
+/// [`ShardTcp::set_forwarding`]).
+pub type TcpForward = Box<dyn FnMut(&[u8]) + Send>;
 
 impl<F> std::fmt::Debug for Shard<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -322,6 +338,15 @@ impl<F: FrameBuf> Shard<F> {
             rx_queue_limit: 1,
         });
         let neighbor = NeighborCache::new(cfg.neighbor, cfg.ip, cfg.mac);
+        let tcp = ShardTcp::new(
+            TcpShardConfig {
+                reset_unmatched: cfg.mode == AddressMode::Dedicated,
+                ..TcpShardConfig::new(cfg.ip, cfg.mac, cfg.mtu)
+            },
+            IsnKey::random(),
+            None,
+            now,
+        );
         let mut bound = Vec::with_capacity(65536);
         bound.resize_with(65536, || None);
         Shard {
@@ -338,7 +363,46 @@ impl<F: FrameBuf> Shard<F> {
             },
             bound,
             handler_ports: Vec::new(),
+            tcp,
+            tcp_forward: None,
         }
+    }
+
+    /// The TCP half (listeners, connections, active opens).
+    pub fn tcp(&self) -> &ShardTcp {
+        &self.tcp
+    }
+
+    pub fn tcp_mut(&mut self) -> &mut ShardTcp {
+        &mut self.tcp
+    }
+
+    /// With several shards: TCP segments this shard has no connection for
+    /// go to `forward` (the other workers), see [`ShardTcp::set_forwarding`].
+    pub fn set_tcp_forward(&mut self, forward: TcpForward) {
+        self.tcp.set_forwarding(true);
+        self.tcp_forward = Some(forward);
+    }
+
+    /// A TCP frame another shard forwarded: processed only if one of this
+    /// shard's connections (or handshakes) owns it.
+    pub fn process_forwarded_tcp(&mut self, now: Instant, frame: &[u8]) {
+        use crate::wire::frame::{parse, Frame, L4};
+        if let Ok(Frame::Ipv4(eth, ip, L4::Tcp(seg))) = parse(frame) {
+            self.tcp.on_segment_from(
+                now,
+                eth.src_addr.0,
+                ip.src_addr.into(),
+                &seg,
+                Origin::Forwarded,
+            );
+        }
+    }
+
+    /// Replaces the TCP half (e.g. one with the stack's ISN key and port
+    /// service); do it before traffic flows.
+    pub fn set_tcp(&mut self, tcp: ShardTcp) {
+        self.tcp = tcp;
     }
 
     pub fn config(&self) -> &ShardConfig {
@@ -346,10 +410,14 @@ impl<F: FrameBuf> Shard<F> {
     }
 
     pub fn stats(&self) -> ShardStats {
+        let tcp = *self.tcp.counters();
+        let mut shard = self.core.counters.clone();
+        shard.tcp_resets = tcp.resets_sent;
         ShardStats {
-            shard: self.core.counters.clone(),
+            shard,
             udp: self.core.udp.counters().clone(),
             neighbor: self.core.neighbor.counters().clone(),
+            tcp,
         }
     }
 
@@ -441,7 +509,29 @@ impl<F: FrameBuf> Shard<F> {
             core,
             bound,
             handler_ports,
+            tcp,
+            ..
         } = self;
+        // TCP: due timers, then every segment ready, into the batch.
+        let Core {
+            cfg,
+            neighbor,
+            tx,
+            tx_csum,
+            ..
+        } = core;
+        tcp.poll_transmit(
+            now,
+            link,
+            &mut |ip| {
+                let hop = cfg.routes.next_hop(ip).unwrap_or(ip);
+                neighbor.lookup(hop, now)
+            },
+            &mut |f| {
+                tx.push(f);
+                tx_csum.push(None);
+            },
+        );
         for &port in handler_ports.iter() {
             let Some(b) = bound[port as usize].as_mut() else {
                 continue;
@@ -461,7 +551,11 @@ impl<F: FrameBuf> Shard<F> {
 
     /// The earliest time the shard has timer work (neighbour probes).
     pub fn poll_at(&self) -> Option<Instant> {
-        self.core.neighbor.poll_at()
+        match (self.core.neighbor.poll_at(), self.tcp.poll_at()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, None) => a,
+            (None, b) => b,
+        }
     }
 
     /// Finishes checksums of the frames built or rewritten in this batch
@@ -495,7 +589,7 @@ impl<F: FrameBuf> Shard<F> {
         match ip.protocol {
             ip_protocol::UDP => self.handle_udp(now, link, frame, ip),
             ip_protocol::ICMP => self.core.handle_icmp(link, frame, ip),
-            ip_protocol::TCP => self.core.handle_tcp(link, frame, ip),
+            ip_protocol::TCP => self.handle_tcp(now, link, frame, ip),
             _ => self.core.drop_frame(link, frame, DropReason::Unsupported),
         }
     }
@@ -587,6 +681,28 @@ impl<F: FrameBuf> Shard<F> {
             // Counted by the UDP table.
             RxDecision::Drop(_) => link.release(frame),
         }
+    }
+}
+
+impl<F: FrameBuf> Shard<F> {
+    /// A TCP segment: checksum verified, then the TCP half; the frame is
+    /// released once the segment (borrowed from it) has been processed.
+    fn handle_tcp<L: Link<Frame = F>>(&mut self, now: Instant, link: &mut L, frame: F, ip: Ip) {
+        let data = frame.data();
+        let parsed = tcp::Packet::new_checked(&data[ip.l4..ip.end])
+            .and_then(|p| TcpRepr::parse(&p, ip.src.into(), ip.dst.into()));
+        let Ok(seg) = parsed else {
+            return self.core.drop_frame(link, frame, DropReason::Tcp);
+        };
+        let d = self
+            .tcp
+            .on_segment_from(now, mac_at(data, 6), ip.src, &seg, Origin::Local);
+        if d == Demux::Forward {
+            if let Some(f) = self.tcp_forward.as_mut() {
+                f(&data[..ip.end]);
+            }
+        }
+        link.release(frame);
     }
 }
 
@@ -729,61 +845,6 @@ impl<F: FrameBuf> Core<F> {
         frame.set_len(ip.end);
         self.counters.icmp_echo_replies += 1;
         self.queue_tx(frame, Some(ip.l3));
-    }
-
-    fn handle_tcp<L: Link<Frame = F>>(&mut self, link: &mut L, frame: F, ip: Ip) {
-        if self.cfg.mode == AddressMode::Shared {
-            return self.drop_frame(link, frame, DropReason::Tcp);
-        }
-        let data = frame.data();
-        let parsed = tcp::Packet::new_checked(&data[ip.l4..ip.end])
-            .and_then(|p| TcpRepr::parse(&p, ip.src.into(), ip.dst.into()));
-        let Ok(seg) = parsed else {
-            return self.drop_frame(link, frame, DropReason::Tcp);
-        };
-        // RFC 9293 §3.10.7.1 (CLOSED): never answer a RST; if the segment
-        // has ACK, <SEQ=SEG.ACK><CTL=RST>, else <SEQ=0><ACK=SEG.SEQ+SEG.LEN>
-        // <CTL=RST,ACK>.
-        if seg.flags.rst() {
-            return self.drop_frame(link, frame, DropReason::Tcp);
-        }
-        let (seq, ack, flags) = if seg.flags.ack() {
-            (seg.ack_number, SeqNumber(0), TcpFlags(TcpFlags::RST))
-        } else {
-            (
-                SeqNumber(0),
-                seg.seq_number + seg.segment_len(),
-                TcpFlags(TcpFlags::RST | TcpFlags::ACK),
-            )
-        };
-        let rst = TcpRepr {
-            src_port: seg.dst_port,
-            dst_port: seg.src_port,
-            seq_number: seq,
-            ack_number: ack,
-            flags,
-            window: 0,
-            urgent_pointer: 0,
-            options: TcpOptions::default(),
-            payload: &[],
-        };
-        let peer = mac_at(data, 6);
-        let eth = self.eth_to(peer);
-        let iph = Ipv4Repr::new(ip.dst.into(), ip.src.into(), ip_protocol::TCP, 0);
-        let Some(mut out) = link.alloc_tx() else {
-            return self.drop_frame(link, frame, DropReason::NoTxFrame);
-        };
-        let cap = out.capacity();
-        out.set_len(cap);
-        match emit_ipv4_tcp(out.data_mut(), &eth, &iph, &rst) {
-            Ok(n) => {
-                out.set_len(n);
-                self.counters.tcp_resets += 1;
-                self.queue_tx(out, None);
-            }
-            Err(_) => link.release(out),
-        }
-        link.release(frame);
     }
 
     fn eth_to(&self, dst: Mac) -> EthernetRepr {

@@ -26,6 +26,7 @@ use std::thread::JoinHandle;
 
 use crossbeam::channel::{self, Receiver, Sender};
 
+use crate::api::tcp::{TcpCommand, TcpHandler};
 use crate::api::udp::{RecvDatagram, UdpHandler};
 use crate::icmp::AddressMode;
 use crate::neighbor::{read_kernel_neighbors, read_kernel_routes, Mac};
@@ -33,6 +34,8 @@ use crate::phy::memory::MemoryLink;
 use crate::phy::Link;
 use crate::ports::{self, FlowKey, PortConfig, PortService, Protocol, SharedPorts};
 use crate::shard::{Binding, Shard, ShardConfig, ShardStats};
+use crate::shard_tcp::{ShardTcp, TcpShardConfig};
+use crate::tcp::IsnKey;
 use crate::time::{Duration, Instant};
 use crate::udp::UdpError;
 use crate::xdp::{
@@ -59,6 +62,10 @@ pub enum Command {
         dst: SocketAddrV4,
         data: Vec<u8>,
     },
+    /// A thread-side TCP handle's request ([`crate::api::tcp`]).
+    Tcp(TcpCommand),
+    /// A TCP frame another worker had no connection for.
+    TcpForward(Vec<u8>),
 }
 
 impl fmt::Debug for Command {
@@ -69,6 +76,8 @@ impl fmt::Debug for Command {
             Command::UdpSend { port, dst, data } => {
                 write!(f, "UdpSend({port} -> {dst}, {} bytes)", data.len())
             }
+            Command::Tcp(c) => write!(f, "Tcp({c:?})"),
+            Command::TcpForward(d) => write!(f, "TcpForward({} bytes)", d.len()),
         }
     }
 }
@@ -235,6 +244,8 @@ fn apply<L: Link>(now: Instant, link: &mut L, shard: &mut Shard<L::Frame>, cmd: 
             // the datagram, as a kernel socket's would on a full queue.
             let _ = shard.send_udp(now, link, port, dst, &data);
         }
+        Command::Tcp(c) => shard.tcp_mut().command(now, c),
+        Command::TcpForward(frame) => shard.process_forwarded_tcp(now, &frame),
     }
 }
 
@@ -298,6 +309,9 @@ impl From<StackError> for io::Error {
 /// Makes one handler per worker.
 pub type HandlerFactory = Arc<dyn Fn() -> Box<dyn UdpHandler> + Send + Sync>;
 
+/// Makes one TCP handler per worker.
+pub type TcpHandlerFactory = Arc<dyn Fn() -> Box<dyn TcpHandler> + Send + Sync>;
+
 /// Configuration of [`Stack::start`].
 #[derive(Clone)]
 pub struct StackConfig {
@@ -311,6 +325,9 @@ pub struct StackConfig {
     pub attach: AttachMode,
     /// Run-to-completion UDP services bound at start.
     pub udp_handlers: Vec<(u16, HandlerFactory)>,
+    /// Run-to-completion TCP services listening from the start (a listener
+    /// on every worker).
+    pub tcp_handlers: Vec<(u16, TcpHandlerFactory)>,
     pub stats_every: Option<Duration>,
     pub xsk: Option<XskConfig>,
 }
@@ -328,6 +345,10 @@ impl fmt::Debug for StackConfig {
                 "udp_ports",
                 &self.udp_handlers.iter().map(|h| h.0).collect::<Vec<_>>(),
             )
+            .field(
+                "tcp_ports",
+                &self.tcp_handlers.iter().map(|h| h.0).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -342,6 +363,7 @@ impl StackConfig {
             poll: PollMode::Busy,
             attach: AttachMode::Auto,
             udp_handlers: Vec::new(),
+            tcp_handlers: Vec::new(),
             stats_every: None,
             xsk: None,
         }
@@ -594,6 +616,8 @@ impl Stack {
         }
 
         let now = Instant::now_monotonic();
+        // One ISN secret for the whole stack (RFC 6528).
+        let isn_key = IsnKey::random();
         let mut workers = Vec::new();
         let mut senders = Vec::new();
         for q in 0..queues {
@@ -618,14 +642,61 @@ impl Stack {
                     .bind_udp(*port, Binding::Handler(make()))
                     .map_err(StackError::Udp)?;
             }
+            let tcp_cfg = TcpShardConfig {
+                reset_unmatched: mode == AddressMode::Dedicated,
+                shard: q as usize,
+                ..TcpShardConfig::new(ip, mac, mtu)
+            };
+            let mut tcp = ShardTcp::new(tcp_cfg, isn_key, Some(ps.clone()), now);
+            if mode == AddressMode::Shared {
+                // Active opens' ports must be steered to the stack.
+                let m = maps.clone();
+                tcp.set_port_hook(Box::new(move |port, add| {
+                    let _ = if add {
+                        m.add_port(Proto::Tcp, port)
+                    } else {
+                        m.remove_port(Proto::Tcp, port)
+                    };
+                }));
+            }
+            for (port, make) in &cfg.tcp_handlers {
+                let h = tcp.add_handler(make());
+                if !tcp.listen(*port, h) {
+                    return Err(StackError::Port(ports::PortError::AddrInUse));
+                }
+            }
+            shard.set_tcp(tcp);
             let (tx, rx) = channel::unbounded();
             senders.push(tx);
             workers.push((q, link, shard, rx));
+        }
+        if senders.len() > 1 {
+            // A flow's segments may reach several queues (see
+            // `ShardTcp::set_forwarding`): one copy per misrouted segment
+            // to every other worker.
+            for (i, (_, _, shard, _)) in workers.iter_mut().enumerate() {
+                let others: Vec<Sender<Command>> = senders
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, _)| *j != i)
+                    .map(|(_, s)| s.clone())
+                    .collect();
+                shard.set_tcp_forward(Box::new(move |frame: &[u8]| {
+                    for o in &others {
+                        let _ = o.send(Command::TcpForward(frame.to_vec()));
+                    }
+                }));
+            }
         }
         let handle = StackHandle::new(ip, mtu, ps, Some(maps.clone()), senders);
         for (port, _) in &cfg.udp_handlers {
             handle
                 .reserve_port(Protocol::Udp, *port)
+                .map_err(StackError::Io)?;
+        }
+        for (port, _) in &cfg.tcp_handlers {
+            handle
+                .reserve_port(Protocol::Tcp, *port)
                 .map_err(StackError::Io)?;
         }
 

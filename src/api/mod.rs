@@ -7,8 +7,11 @@
 //!   bridged to a worker through crossbeam channels. The payload is copied
 //!   once at that thread boundary (a UMEM frame cannot leave its worker).
 //!
-//! TCP handles (`TcpListener`, `TcpStream`) come with the TCP core.
+//! The same two styles for TCP in [`tcp`]: [`tcp::TcpHandler`] (received
+//! bytes borrowed from the connection's receive buffer) and
+//! [`tcp::TcpListener`] / [`tcp::TcpStream`] with `Read`/`Write`.
 
+pub mod tcp;
 pub mod udp;
 
 pub use udp::{Echo, UdpHandler, UdpRx, UdpSend, UdpSocket, Verdict};

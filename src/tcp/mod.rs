@@ -145,6 +145,7 @@
 //! - TIME-WAIT reuse (RFC 6191) is the caller's decision, helped by
 //!   [`Connection::syn_may_reopen`].
 
+mod app;
 mod buffer;
 pub mod congestion;
 mod connection;
@@ -161,6 +162,7 @@ mod state;
 mod tcb;
 mod timers;
 
+pub use app::SendHalf;
 pub use buffer::{InsertError, RecvBuffer, SendBuffer};
 pub use connection::{CloseReason, Connection, RecvError, SendError};
 pub use isn::IsnKey;

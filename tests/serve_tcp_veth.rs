@@ -1,0 +1,552 @@
+//! TCP through `xdpstack serve --tcp-echo/--http` on a real veth pair, the
+//! Linux kernel in a network namespace as the peer (curl and python3
+//! sockets there). Needs root; every test builds and removes its own
+//! uniquely named topology with `scripts/veth.sh --no-tso` (generic-mode
+//! XDP cannot take the peer's TSO super-segments) and fails loudly if it
+//! cannot.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/veth.sh");
+const BIN: &str = env!("CARGO_BIN_EXE_xdpstack");
+
+/// One veth pair: `HOST_IF` here, `PEER_IF` in namespace `name`.
+struct Topo {
+    name: String,
+    vars: HashMap<String, String>,
+}
+
+impl Topo {
+    fn new(opts: &[&str]) -> Topo {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "tw{}t{}",
+            std::process::id() % 1_000_000,
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let out = Command::new("bash")
+            .args([SCRIPT, "create", &name])
+            .args(opts)
+            .output()
+            .expect("run scripts/veth.sh");
+        if !out.status.success() {
+            let _ = Command::new("bash")
+                .args([SCRIPT, "destroy", &name])
+                .status();
+            panic!(
+                "creating the veth topology failed (these tests need root): {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let vars = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Topo { name, vars }
+    }
+
+    fn get(&self, k: &str) -> &str {
+        &self.vars[k]
+    }
+
+    /// An address of the host side's subnet that no one has (dedicated
+    /// mode).
+    fn spare_ip(&self) -> String {
+        let host = self.get("HOST_IP");
+        let (net, _) = host.rsplit_once('.').expect("dotted address");
+        format!("{net}.77")
+    }
+
+    /// Runs a python3 script in the peer namespace.
+    fn py(&self, script: &str, args: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.name, "python3", "-c", script])
+            .args(args)
+            .output()
+            .expect("run python3 in the namespace")
+    }
+
+    fn py_ok(&self, script: &str, args: &[&str]) -> String {
+        let out = self.py(script, args);
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "python failed: {}\n{}",
+            stdout,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    }
+}
+
+impl Drop for Topo {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .args([SCRIPT, "destroy", &self.name])
+            .status();
+    }
+}
+
+/// A running `xdpstack serve`.
+struct Server {
+    child: Option<Child>,
+}
+
+impl Server {
+    fn start(iface: &str, extra: &[&str]) -> Server {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--iface", iface])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn xdpstack");
+        let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut banner = String::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let mut line = String::new();
+            let n = out.read_line(&mut line).unwrap_or(0);
+            if n == 0 || Instant::now() > deadline {
+                let _ = child.kill();
+                let mut err = String::new();
+                let _ = child.stderr.take().map(|mut e| e.read_to_string(&mut err));
+                let _ = child.wait();
+                panic!("server did not start: {banner}{line}\n{err}");
+            }
+            banner.push_str(&line);
+            if line.starts_with("serving on") {
+                break;
+            }
+        }
+        child.stdout = Some(out.into_inner());
+        Server { child: Some(child) }
+    }
+
+    /// SIGINT, then the `final counters` of every worker, parsed.
+    fn stop(self) -> Vec<HashMap<String, u64>> {
+        self.stop_with_output().0
+    }
+
+    /// [`stop`](Self::stop), plus everything printed before the final
+    /// counters.
+    fn stop_with_output(mut self) -> (Vec<HashMap<String, u64>>, String) {
+        let mut child = self.child.take().expect("running");
+        let _ = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status();
+        let mut out = String::new();
+        let _ = child.stdout.take().map(|mut o| o.read_to_string(&mut out));
+        let status = child.wait().expect("wait");
+        assert!(status.success(), "server exit {status}: {out}");
+        let (head, tail) = out
+            .split_once("final counters:")
+            .unwrap_or_else(|| panic!("no final counters in: {out}"));
+        let workers = tail
+            .lines()
+            .filter(|l| l.starts_with("worker "))
+            .map(|l| {
+                l.split_whitespace()
+                    .filter_map(|w| w.split_once('='))
+                    .filter_map(|(k, v)| Some((k.to_string(), v.parse().ok()?)))
+                    .collect()
+            })
+            .collect();
+        (workers, head.to_string())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn sum(workers: &[HashMap<String, u64>], key: &str) -> u64 {
+    workers
+        .iter()
+        .map(|w| *w.get(key).unwrap_or_else(|| panic!("no {key} in {w:?}")))
+        .sum()
+}
+
+/// Echo clients. `big SIZE` / `seq COUNT SIZE` / `conc COUNT SIZE`: send
+/// random bytes while reading, shut down writing, read to EOF, compare
+/// SHA-256. `half SIZE`: send everything and shut down writing before
+/// reading anything (the echo must keep flowing after our FIN).
+const ECHO_PY: &str = r#"
+import socket, sys, hashlib, os, threading
+host, port, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+args = [int(a) for a in sys.argv[4:]]
+def one(size, half=False):
+    s = socket.create_connection((host, port), timeout=30)
+    data = os.urandom(size)
+    got = hashlib.sha256(); n = [0]
+    def rd():
+        while True:
+            b = s.recv(1 << 20)
+            if not b: break
+            got.update(b); n[0] += len(b)
+    if half:
+        s.sendall(data); s.shutdown(socket.SHUT_WR); rd()
+    else:
+        t = threading.Thread(target=rd); t.start()
+        s.sendall(data); s.shutdown(socket.SHUT_WR); t.join()
+    s.close()
+    assert n[0] == size, ("short echo", n[0], size)
+    assert got.digest() == hashlib.sha256(data).digest(), "SHA-256 differs"
+    return hashlib.sha256(data).hexdigest()
+if mode == "big":
+    print("sha", one(args[0]))
+elif mode == "half":
+    one(args[0], half=True); print("ok half")
+elif mode == "seq":
+    for i in range(args[0]): one(args[1])
+    print("ok seq", args[0])
+elif mode == "conc":
+    errs = []
+    def run():
+        try: one(args[1])
+        except Exception as e: errs.append(repr(e))
+    ts = [threading.Thread(target=run) for _ in range(args[0])]
+    [t.start() for t in ts]; [t.join() for t in ts]
+    assert not errs, errs
+    print("ok conc", args[0])
+"#;
+
+/// Runs `ECHO_PY` in the peer namespace and asserts it succeeded.
+fn echo_py(t: &Topo, ip: &str, port: &str, args: &[&str]) -> String {
+    let mut all = vec![ip, port];
+    all.extend_from_slice(args);
+    t.py_ok(ECHO_PY, &all)
+}
+
+/// Starts tcpdump in the peer namespace for the first SYN-ACK; the output
+/// comes from [`syn_ack_options`].
+fn capture_syn_ack(t: &Topo) -> Child {
+    let child = Command::new("ip")
+        .args([
+            "netns", "exec", &t.name, "tcpdump", "-l", "-nn", "-c", "1", "-i",
+        ])
+        .arg(t.get("PEER_IF"))
+        .arg("tcp[tcpflags] & (tcp-syn|tcp-ack) == (tcp-syn|tcp-ack)")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("tcpdump");
+    // tcpdump needs a moment to open its socket.
+    std::thread::sleep(Duration::from_millis(1000));
+    child
+}
+
+fn syn_ack_options(mut child: Child) -> String {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let mut out = String::new();
+    let _ = child.stdout.take().map(|mut o| o.read_to_string(&mut out));
+    let _ = child.wait();
+    out
+}
+
+fn curl(t: &Topo, args: &[&str]) -> (String, String) {
+    let out = Command::new("ip")
+        .args(["netns", "exec", &t.name, "curl", "-sS", "-v", "-m", "10"])
+        .args(args)
+        .output()
+        .expect("curl");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "curl failed: {stderr}");
+    (stdout, stderr)
+}
+
+fn body(len: usize) -> String {
+    (0..len).map(|i| (b'a' + (i % 26) as u8) as char).collect()
+}
+
+#[test]
+fn http_keep_alive_and_close_with_curl() {
+    let t = Topo::new(&["--no-tso"]);
+    let ip = t.get("HOST_IP").to_string();
+    let s = Server::start(
+        t.get("HOST_IF"),
+        &["--http", "8080", "--http-body", "100000"],
+    );
+    let url = format!("http://{ip}:8080/");
+    // Two requests on one connection.
+    let (out, err) = curl(&t, &[&url, &format!("{url}again")]);
+    assert_eq!(out, body(100_000).repeat(2), "bodies");
+    assert!(err.contains("Re-using existing connection"), "{err}");
+    assert!(err.contains("Content-Length: 100000"), "{err}");
+    // Connection: close is honoured: the server says so and closes.
+    let (out, err) = curl(&t, &["-H", "Connection: close", &url]);
+    assert_eq!(out, body(100_000));
+    assert!(err.contains("< Connection: close"), "{err}");
+    // HEAD: headers only.
+    let (out, _) = curl(&t, &["-I", &url]);
+    assert!(out.starts_with("HTTP/1.1 200 OK"), "{out}");
+    let w = s.stop();
+    assert!(sum(&w, "tcp_accepted") >= 3, "{w:?}");
+    assert_eq!(sum(&w, "drop_tcp"), 0, "{w:?}");
+}
+
+#[test]
+fn echo_bulk_sha256_and_negotiated_options() {
+    let t = Topo::new(&["--no-tso"]);
+    let ip = t.get("HOST_IP").to_string();
+    let s = Server::start(t.get("HOST_IF"), &["--tcp-echo", "7000"]);
+    let cap = capture_syn_ack(&t);
+    let out = echo_py(&t, &ip, "7000", &["big", &(16 << 20).to_string()]);
+    assert!(out.starts_with("sha "), "{out}");
+    let opts = syn_ack_options(cap);
+    // RFC 7323 window scale and timestamps, RFC 2018 SACK-permitted.
+    assert!(opts.contains("wscale"), "no window scale in {opts}");
+    assert!(opts.contains("sackOK"), "no SACK-permitted in {opts}");
+    assert!(opts.contains("TS val"), "no timestamps in {opts}");
+    assert!(opts.contains("mss 1460"), "MSS in {opts}");
+    let w = s.stop();
+    assert_eq!(sum(&w, "tcp_accepted"), 1, "{w:?}");
+}
+
+#[test]
+fn echo_sequential_concurrent_and_half_close() {
+    let t = Topo::new(&["--no-tso"]);
+    let ip = t.get("HOST_IP").to_string();
+    let s = Server::start(t.get("HOST_IF"), &["--tcp-echo", "7000"]);
+    echo_py(&t, &ip, "7000", &["seq", "60", "20000"]);
+    echo_py(&t, &ip, "7000", &["conc", "16", &(1 << 20).to_string()]);
+    echo_py(&t, &ip, "7000", &["half", "150000"]);
+    // Every server-side connection is gone (the clients closed second,
+    // so the TIME-WAITs are theirs) once the last FIN was acknowledged.
+    std::thread::sleep(Duration::from_millis(300));
+    let w = s.stop();
+    assert_eq!(sum(&w, "tcp_accepted"), 60 + 16 + 1, "{w:?}");
+    assert_eq!(sum(&w, "tcp_closed"), 60 + 16 + 1, "{w:?}");
+}
+
+#[test]
+fn dedicated_mode_echo_http_and_reset() {
+    let t = Topo::new(&["--no-tso"]);
+    let ip = t.spare_ip();
+    let s = Server::start(
+        t.get("HOST_IF"),
+        &["--ip", &ip, "--tcp-echo", "7000", "--http", "80"],
+    );
+    echo_py(&t, &ip, "7000", &["big", &(4 << 20).to_string()]);
+    let (out, _) = curl(&t, &[&format!("http://{ip}/")]);
+    assert_eq!(out, body(64));
+    // A closed port is refused (RST).
+    let refused = r#"
+import socket, sys
+try:
+    socket.create_connection((sys.argv[1], 7999), timeout=3)
+    sys.exit("connected?")
+except ConnectionRefusedError:
+    print("refused")
+"#;
+    assert_eq!(t.py_ok(refused, &[&ip]).trim(), "refused");
+    let w = s.stop();
+    assert!(sum(&w, "tcp_rst_out") >= 1, "{w:?}");
+}
+
+#[test]
+fn echo_under_one_percent_loss_each_way() {
+    use xdpstack::xdp::impair::{attach_in_netns, ImpairConfig};
+    let t = Topo::new(&["--no-tso"]);
+    let ip = t.get("HOST_IP").to_string();
+    let s = Server::start(t.get("HOST_IF"), &["--tcp-echo", "7000"]);
+    let cfg = ImpairConfig {
+        port: 7000,
+        udp: false,
+        ..ImpairConfig::drop(0.01)
+    };
+    let egress = attach_in_netns(&t.name, t.get("PEER_IF"), true, &cfg).expect("impair egress");
+    let ingress = attach_in_netns(&t.name, t.get("PEER_IF"), false, &cfg).expect("impair ingress");
+    echo_py(&t, &ip, "7000", &["big", &(8 << 20).to_string()]);
+    echo_py(&t, &ip, "7000", &["conc", "4", &(1 << 20).to_string()]);
+    let (e, i) = (egress.counters().unwrap(), ingress.counters().unwrap());
+    assert!(
+        e.dropped > 0 && i.dropped > 0,
+        "no loss injected: {e:?} {i:?}"
+    );
+    drop((egress, ingress));
+    let w = s.stop();
+    assert_eq!(sum(&w, "tcp_accepted"), 5, "{w:?}");
+}
+
+/// A kernel TCP server for the stack-as-client test: the first connection
+/// is echoed until the client closes (client closes first); on the second
+/// the server sends `N` pattern bytes and closes first.
+const KERNEL_SERVER_PY: &str = r#"
+import socket, sys
+host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind((host, port)); l.listen(4); l.settimeout(20)
+print("ready", flush=True)
+c, _ = l.accept(); c.settimeout(20)
+total = 0
+while True:
+    b = c.recv(65536)
+    if not b: break
+    c.sendall(b); total += len(b)
+c.close()
+c, _ = l.accept(); c.settimeout(20)
+c.sendall(bytes((i * 7 + i // 256) % 256 for i in range(n)))
+c.close()
+print("echoed", total, flush=True)
+"#;
+
+#[test]
+fn stack_as_client_to_a_kernel_server_both_close_orders() {
+    use std::io::{Read as _, Write as _};
+    use std::net::{Ipv4Addr, Shutdown, SocketAddrV4};
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+    use xdpstack::api::tcp::TcpStream;
+    use xdpstack::worker::{Stack, StackConfig};
+
+    let t = Topo::new(&["--no-tso"]);
+    let peer: Ipv4Addr = t.get("PEER_IP").parse().unwrap();
+    let mut server = Command::new("ip")
+        .args(["netns", "exec", &t.name, "python3", "-c", KERNEL_SERVER_PY])
+        .args([t.get("PEER_IP"), "9000", "2000000"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("kernel server");
+    let mut out = BufReader::new(server.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    // Shared mode learns the peer's MAC from the kernel's neighbour table.
+    let neigh = Command::new("ip")
+        .args([
+            "neigh",
+            "replace",
+            t.get("PEER_IP"),
+            "lladdr",
+            t.get("PEER_MAC"),
+        ])
+        .args(["dev", t.get("HOST_IF"), "nud", "reachable"])
+        .status()
+        .expect("ip neigh");
+    assert!(neigh.success(), "ip neigh replace");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let stack = Stack::start(&StackConfig::new(t.get("HOST_IF")), stop.clone()).expect("stack");
+    std::thread::sleep(Duration::from_millis(400));
+    let remote = SocketAddrV4::new(peer, 9000);
+
+    // Client closes first: echo of 1 MiB.
+    let mut c = TcpStream::connect_timeout(stack.handle(), remote, Duration::from_secs(5))
+        .expect("connect");
+    let data: Vec<u8> = (0..(1usize << 20)).map(|i| (i % 251) as u8).collect();
+    let mut echoed = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    c.set_read_timeout(Some(Duration::from_millis(1))).unwrap();
+    let mut off = 0;
+    while off < data.len() {
+        off += c.write(&data[off..(off + 65536).min(data.len())]).unwrap();
+        match c.read(&mut buf) {
+            Ok(n) => echoed.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.shutdown(Shutdown::Write).unwrap();
+    c.read_to_end(&mut echoed).unwrap();
+    assert_eq!(echoed.len(), data.len());
+    assert!(echoed == data, "echo differs");
+    drop(c);
+
+    // Server closes first: 2 MB from the kernel.
+    let mut c = TcpStream::connect_timeout(stack.handle(), remote, Duration::from_secs(5))
+        .expect("connect 2");
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut got = Vec::new();
+    c.read_to_end(&mut got).unwrap();
+    let want: Vec<u8> = (0..2_000_000usize)
+        .map(|i| ((i * 7 + i / 256) % 256) as u8)
+        .collect();
+    assert_eq!(got.len(), want.len());
+    assert!(got == want, "download differs");
+    drop(c);
+
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), format!("echoed {}", 1 << 20));
+    assert!(server.wait().unwrap().success());
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (reports, _) = stack.join();
+    let connected: u64 = reports.iter().map(|r| r.shard.tcp.connected).sum();
+    assert_eq!(connected, 2);
+}
+
+/// Two queues, two workers (native mode: the host's RX queue is the peer's
+/// TX queue, pinned by XPS to the sending CPU): clients on CPU 0 and 1 each
+/// push 1 MiB echoes through 8 connections; every byte comes back.
+///
+/// A connection lives on the worker whose queue its SYN reached. On veth
+/// the peer sends from whichever CPU runs its TCP (the application's, or
+/// the one that transmitted the frame it answers), and XPS picks that
+/// CPU's queue, so a flow's segments reach both queues; the worker without
+/// the connection hands them to the other.
+#[test]
+fn two_queues_two_workers_tcp_echo() {
+    let t = Topo::new(&["--queues", "2"]);
+    let host_ip = t.get("HOST_IP").to_string();
+    let peer_if = t.get("PEER_IF").to_string();
+    for (q, mask) in [(0, "1"), (1, "2")] {
+        let st = Command::new("ip")
+            .args(["netns", "exec", &t.name, "sh", "-c"])
+            .arg(format!(
+                "echo {mask} > /sys/class/net/{peer_if}/queues/tx-{q}/xps_cpus"
+            ))
+            .status()
+            .expect("xps");
+        assert!(st.success(), "setting XPS failed");
+    }
+    let srv = Server::start(
+        t.get("HOST_IF"),
+        &[
+            "--tcp-echo",
+            "7000",
+            "--queues",
+            "2",
+            "--xdp-mode",
+            "native",
+        ],
+    );
+    for cpu in ["0", "1"] {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &t.name, "taskset", "-c", cpu, "python3"])
+            .args(["-c", ECHO_PY, &host_ip, "7000", "conc", "8", "1048576"])
+            .output()
+            .expect("python");
+        let s = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && s.contains("ok conc 8"),
+            "{s} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let w = srv.stop();
+    assert_eq!(w.len(), 2);
+    assert_eq!(sum(&w, "tcp_accepted"), 16, "{w:?}");
+    for (i, worker) in w.iter().enumerate() {
+        assert!(worker["tcp_accepted"] > 0, "worker {i} got nothing: {w:?}");
+    }
+}
