@@ -7,6 +7,7 @@
 use super::buffer::{RecvBuffer, SendBuffer};
 use super::congestion::Congestion;
 use super::isn::IsnKey;
+use super::loss::LossState;
 use super::rtt::RttEstimator;
 use super::state::State;
 use super::tcb::Tcb;
@@ -90,6 +91,8 @@ pub struct Connection {
     pub(super) timers: TimerTable,
     pub(super) rtt: RttEstimator,
     pub(super) cc: Congestion,
+    /// SACK scoreboard, RACK-TLP and undo state (`loss`).
+    pub(super) loss: LossState,
     pub(super) counters: Counters,
     pub(super) close_reason: Option<CloseReason>,
     /// The application shut down writing: FIN follows the buffered data.
@@ -181,6 +184,7 @@ impl Connection {
             rcv_buf: RecvBuffer::new(cfg.recv_buffer, cfg.max_ooo_ranges),
             rtt: RttEstimator::new(cfg.initial_rto, cfg.min_rto, cfg.max_rto),
             cc: Congestion::new(cfg.congestion, 536, cfg.initial_window),
+            loss: LossState::new(iss),
             offered_ws: cfg.window_scaling,
             offered_sack: cfg.sack,
             offered_ts: cfg.timestamps,

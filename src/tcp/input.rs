@@ -149,6 +149,8 @@ impl Connection {
             let fresh = now.total_millis().saturating_sub(self.tcb.ts_recent_age_ms) < PAWS_IDLE_MS;
             if older && fresh {
                 self.ack_now = true;
+                // An old duplicate: tell the sender (RFC 2883 §4, as Linux).
+                self.note_duplicate(seq, seg.payload.len());
                 return Err(DropReason::Paws);
             }
         }
@@ -193,6 +195,7 @@ impl Connection {
                 self.oow_ack_at = Some(now);
                 self.ack_now = true;
             }
+            self.note_duplicate(seq, seg.payload.len());
             return Err(DropReason::OutOfWindow);
         }
 
@@ -295,6 +298,8 @@ impl Connection {
         let ack = seg.ack_number;
         let mss = self.eff_mss();
         let window = (seg.window as usize) << self.tcb.snd_wnd_shift;
+        let dsack = self.loss_on_ack_start(seg);
+        let una_before = self.tcb.snd_una;
 
         if ack > self.tcb.snd_una {
             let flight_before = self.tcb.snd_max - self.tcb.snd_una;
@@ -329,6 +334,9 @@ impl Connection {
                     self.cc.on_recovery_exit(flight, mss);
                     self.recovery = None;
                 }
+                Some(_) if self.loss.sack_recovery => {
+                    // SACK recovery: NextSeg picks what to resend (`loss`).
+                }
                 Some(_) => {
                     // Partial ACK: the next hole is lost too (RFC 6582 §3.2).
                     self.cc.on_partial_ack(data_acked, mss);
@@ -351,12 +359,18 @@ impl Connection {
         {
             // A duplicate ACK (RFC 5681 §2 definition).
             self.dup_acks += 1;
+            // With SACK blocks arriving, RACK detects losses (`loss`);
+            // the duplicate count is for peers without SACK.
+            let sacking = self.tcb.sack_enabled && !self.loss.sb.ranges().is_empty();
             if self.recovery.is_some() {
-                self.cc.on_dup_ack_in_recovery(mss);
-            } else if self.dup_acks == 3 && ack > self.recover {
+                if !self.loss.sack_recovery {
+                    self.cc.on_dup_ack_in_recovery(mss);
+                }
+            } else if self.dup_acks == 3 && ack > self.recover && !sacking {
                 // RFC 6582 §3.2 step 2: fast retransmit, enter recovery.
                 let flight = self.tcb.snd_max - self.tcb.snd_una;
                 self.recover = self.tcb.snd_max;
+                self.begin_reduction();
                 self.recovery = Some(self.tcb.snd_max);
                 self.cc.on_congestion_event(now, flight, mss);
                 self.retransmit_head = true;
@@ -364,6 +378,8 @@ impl Connection {
                 self.counters.fast_retransmits += 1;
             }
         }
+
+        self.loss_on_ack_end(now, seg, self.tcb.snd_una > una_before, dsack);
 
         // Window update (RFC 9293 §3.10.7.4: SND.WL1/SND.WL2 guard).
         let t = &mut self.tcb;
@@ -396,6 +412,7 @@ impl Connection {
         let mut fin = seg.flags.fin();
         // Trim what was already received.
         if seq < rcv_nxt {
+            self.note_duplicate(seq, data.len());
             let cut = rcv_nxt - seq;
             if cut > data.len() {
                 // Everything, the FIN included, is old.

@@ -96,7 +96,14 @@
 //! - `listen`: the listen backlog (SYN queue, accept queue, SYN cookies).
 //! - `buffer`: send ring and receive ring with out-of-order reassembly.
 //! - `rtt`: SRTT/RTTVAR/RTO; `timers`: the per-connection timer table;
-//!   `isn`: RFC 6528 ISNs; `congestion`: the controller trait and NewReno.
+//!   `isn`: RFC 6528 ISNs; `congestion`: the controller trait, NewReno and
+//!   CUBIC (RFC 9438, the default), chosen per connection by
+//!   [`Config::congestion`].
+//! - Loss recovery: `sack_scoreboard` (RFC 6675 scoreboard, D-SACK
+//!   detection), `rack` (RACK-TLP, RFC 8985), `recovery` (initial window,
+//!   limited transmit, undo of spurious reductions), and `loss`, which wires
+//!   them into ACK input and segment output. Without SACK the connection
+//!   runs NewReno's duplicate-ACK recovery (RFC 6582) with limited transmit.
 //!
 //! # Decisions
 //! - Zero-window probes and keep-alive probes follow Linux: a pure ACK with
@@ -145,8 +152,12 @@ mod connection;
 mod input;
 mod isn;
 mod listen;
+mod loss;
 mod output;
+pub mod rack;
+pub mod recovery;
 mod rtt;
+pub mod sack_scoreboard;
 mod state;
 mod tcb;
 mod timers;
@@ -262,7 +273,7 @@ impl Default for Config {
             msl: Duration::from_secs(30),
             fin_wait2_timeout: Some(Duration::from_secs(60)),
             challenge_ack_limit: 10,
-            congestion: congestion::Algorithm::NewReno,
+            congestion: congestion::Algorithm::default(),
             initial_window: 10,
             max_ooo_ranges: 32,
         }
@@ -349,6 +360,12 @@ pub struct Counters {
     pub challenge_acks_limited: u64,
     pub zero_window_probes: u64,
     pub keepalive_probes: u64,
+    /// Window reductions undone as spurious (D-SACK or Eifel).
+    pub spurious_undos: u64,
+    /// Tail loss probes sent (RFC 8985 §7.3).
+    pub tlp_probes: u64,
+    /// Losses a tail loss probe repaired (RFC 8985 §7.4).
+    pub tlp_losses: u64,
 }
 
 impl Counters {

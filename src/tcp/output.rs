@@ -17,7 +17,8 @@ enum Kind {
     Rst,
     /// SYN, or SYN-ACK in SYN-RECEIVED.
     Syn,
-    /// Data and/or FIN; `head` is a fast retransmission at SND.UNA.
+    /// Data and/or FIN; `head` is a retransmission out of line (at SND.UNA,
+    /// a SACK hole or a tail probe) that leaves SND.NXT where it is.
     Data {
         head: bool,
     },
@@ -53,6 +54,11 @@ impl Connection {
             };
             self.close_with(now, reason);
             return;
+        }
+        // The loss timer first: a probe due with the RTO replaces it
+        // (RFC 8985 §7.2 caps the PTO at the RTO).
+        if self.timers.take_expired(TimerKind::Loss, now) {
+            self.on_loss_timer(now);
         }
         if self.timers.take_expired(TimerKind::Retransmit, now) {
             self.on_rto(now);
@@ -111,8 +117,10 @@ impl Connection {
         let flight = self.tcb.snd_max - self.tcb.snd_una;
         if self.state.is_synchronized() && self.state != State::SynReceived {
             let mss = self.eff_mss();
+            self.begin_reduction();
             self.cc.on_rto(now, flight, mss);
         }
+        self.loss_on_rto();
         // RFC 6582 §4: no fast retransmit for what was sent before the RTO.
         self.recover = self.tcb.snd_max;
         self.recovery = None;
@@ -164,13 +172,19 @@ impl Connection {
         }
     }
 
+    /// SACK blocks the next ACK carries: a D-SACK first if one is pending
+    /// (RFC 2883 §4), then the out-of-order ranges (RFC 2018 §4).
     fn sack_count(&self) -> usize {
-        if !self.tcb.sack_enabled || !self.rcv_buf.has_out_of_order() {
+        if !self.tcb.sack_enabled {
             return 0;
+        }
+        let d = usize::from(self.loss.dsack_out.is_some());
+        if !self.rcv_buf.has_out_of_order() {
+            return d;
         }
         let max = if self.tcb.ts_enabled { 3 } else { 4 };
         let mut tmp = [(0u64, 0u64); 4];
-        self.rcv_buf.sack_ranges(&mut tmp[..max])
+        d + self.rcv_buf.sack_ranges(&mut tmp[..max - d])
     }
 
     fn plan(&self, kind: Kind, seq: SeqNumber, flags: u8) -> Plan {
@@ -216,6 +230,24 @@ impl Connection {
                     .then(|| self.plan(Kind::Ack, self.ack_seq(), TcpFlags::ACK));
             }
             _ => {}
+        }
+        // SACK recovery (RFC 6675 §5) and the tail loss probe (RFC 8985
+        // §7.3) come before new data; see `loss`.
+        self.skip_sacked();
+        if let Some((seq, len)) = self.sack_retransmission() {
+            if let Some(p) = self.rexmit_plan(seq, len) {
+                return Some(p);
+            }
+        }
+        if self.loss.probe_pending {
+            let probe = self.data_plan().or_else(|| {
+                let (seq, len) = self.probe_retransmission()?;
+                self.rexmit_plan(seq, len)
+            });
+            if probe.is_some() {
+                return probe;
+            }
+            self.loss.probe_pending = false;
         }
         if self.retransmit_head {
             if let Some(p) = self.head_plan() {
@@ -268,16 +300,26 @@ impl Connection {
 
     /// One segment at SND.UNA: fast retransmit / partial ACK (RFC 6582).
     fn head_plan(&self) -> Option<Plan> {
-        if !self.sending_state() || self.tcb.snd_max <= self.tcb.snd_una {
+        self.rexmit_plan(self.tcb.snd_una, usize::MAX)
+    }
+
+    /// A retransmission of at most `max` bytes at `seq` (below SND.MAX):
+    /// the head of the queue, a SACK hole, or a tail probe.
+    fn rexmit_plan(&self, seq: SeqNumber, max: usize) -> Option<Plan> {
+        if !self.sending_state() || self.tcb.snd_max <= self.tcb.snd_una || seq >= self.tcb.snd_max
+        {
             return None;
         }
-        let len = self.snd_buf.slice(0, self.max_payload()).len();
-        let fin =
-            self.fin_pending() && len == self.snd_buf.len() && self.tcb.snd_max > self.data_end();
+        let off = seq - self.tcb.snd_una;
+        let len = self.snd_buf.slice(off, self.max_payload().min(max)).len();
+        let fin = self.fin_pending()
+            && off + len == self.snd_buf.len()
+            && self.tcb.snd_max > self.data_end();
         if len == 0 && !fin {
             return None;
         }
-        let mut p = self.plan(Kind::Data { head: true }, self.tcb.snd_una, TcpFlags::ACK);
+        let mut p = self.plan(Kind::Data { head: true }, seq, TcpFlags::ACK);
+        p.off = off;
         p.len = len;
         if fin {
             p.flags |= TcpFlags::FIN;
@@ -297,7 +339,10 @@ impl Connection {
         let avail = self.snd_buf.len().saturating_sub(off);
         let fin_unsent = self.fin_pending() && t.snd_nxt <= self.data_end();
         let in_flight = t.snd_nxt - t.snd_una;
-        let usable = t.snd_wnd.min(self.cc.window()).saturating_sub(in_flight);
+        let usable = t
+            .snd_wnd
+            .saturating_sub(in_flight)
+            .min(self.cwnd_room(in_flight));
         let max_payload = self.max_payload();
         // Decide on what the windows allow; the segment itself may come out
         // shorter where the ring wraps (the rest follows at once).
@@ -365,10 +410,19 @@ impl Connection {
             }
             let n = self.sack_count();
             if n > 0 {
+                let mut first = 0;
+                if let Some((left, right)) = self.loss.dsack_out {
+                    options.sack_blocks[0] = Some(SackBlock { left, right });
+                    first = 1;
+                }
                 let mut ranges = [(0u64, 0u64); 4];
-                let n = self.rcv_buf.sack_ranges(&mut ranges[..n]);
+                let n = if self.rcv_buf.has_out_of_order() {
+                    self.rcv_buf.sack_ranges(&mut ranges[..n - first])
+                } else {
+                    0
+                };
                 let next = self.rcv_buf.next_off();
-                for (slot, &(s, e)) in options.sack_blocks.iter_mut().zip(&ranges[..n]) {
+                for (slot, &(s, e)) in options.sack_blocks[first..].iter_mut().zip(&ranges[..n]) {
                     *slot = Some(SackBlock {
                         left: t.rcv_nxt + (s - next) as usize,
                         right: t.rcv_nxt + (e - next) as usize,
@@ -417,6 +471,7 @@ impl Connection {
             Kind::Data { head } => {
                 let fin = plan.flags & TcpFlags::FIN != 0;
                 let end = plan.seq + plan.len + fin as usize;
+                let retransmission = head || plan.seq < self.tcb.snd_max;
                 if head || plan.seq < self.tcb.snd_max {
                     self.rexmit_tsval = Some(self.ts_now(now));
                 }
@@ -446,6 +501,7 @@ impl Connection {
                 }
                 let flight = self.tcb.in_flight();
                 self.cc.on_sent(now, plan.len, flight);
+                self.loss_on_sent(now, plan.seq, end, retransmission);
                 self.timers
                     .set_if_idle(TimerKind::Retransmit, now + self.rtt.rto());
             }
@@ -460,6 +516,7 @@ impl Connection {
             Kind::Ack => {}
         }
         if let Some(ack) = plan.ack {
+            self.loss.dsack_out = None;
             self.ack_now = false;
             self.unacked_bytes = 0;
             self.timers.clear(TimerKind::DelayedAck);

@@ -19,22 +19,25 @@ pub enum TimerKind {
     Keepalive = 3,
     /// TIME-WAIT's 2*MSL, or the FIN-WAIT-2 timeout when one is configured.
     Close = 4,
+    /// RACK reordering timer or tail loss probe (RFC 8985 §6.3, §7.2).
+    Loss = 5,
 }
 
 impl TimerKind {
-    pub const ALL: [TimerKind; 5] = [
+    pub const ALL: [TimerKind; 6] = [
         TimerKind::Retransmit,
         TimerKind::Persist,
         TimerKind::DelayedAck,
         TimerKind::Keepalive,
         TimerKind::Close,
+        TimerKind::Loss,
     ];
 }
 
 /// One optional deadline per [`TimerKind`].
 #[derive(Debug, Clone, Default)]
 pub struct TimerTable {
-    deadlines: [Option<Instant>; 5],
+    deadlines: [Option<Instant>; 6],
 }
 
 impl TimerTable {
@@ -54,7 +57,7 @@ impl TimerTable {
     }
 
     pub fn clear_all(&mut self) {
-        self.deadlines = [None; 5];
+        self.deadlines = [None; 6];
     }
 
     pub fn get(&self, kind: TimerKind) -> Option<Instant> {

@@ -5,11 +5,13 @@
 //! point, the retransmission timer); a controller owns only the window
 //! arithmetic: cwnd and ssthresh in bytes.
 
+mod cubic;
 mod newreno;
 
+pub use cubic::Cubic;
 pub use newreno::NewReno;
 
-use crate::time::Instant;
+use crate::time::{Duration, Instant};
 
 /// What a congestion controller reacts to. All sizes are in bytes.
 pub trait Controller {
@@ -33,23 +35,87 @@ pub trait Controller {
     fn ssthresh(&self) -> usize;
 }
 
-/// The algorithms a connection can run.
+/// The algorithms a connection can run; CUBIC is the default, as on Linux.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Algorithm {
-    #[default]
+    /// RFC 5681 / RFC 6582.
     NewReno,
+    /// RFC 9438.
+    #[default]
+    Cubic,
+}
+
+/// The name the CLI (`--cc`) and configuration use.
+pub type CongestionAlgorithm = Algorithm;
+
+impl Algorithm {
+    /// The lower-case name, as accepted by [`str::parse`].
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::NewReno => "newreno",
+            Algorithm::Cubic => "cubic",
+        }
+    }
+}
+
+/// An unknown congestion-control name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnknownAlgorithm;
+
+impl core::fmt::Display for UnknownAlgorithm {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("unknown congestion control (expected newreno or cubic)")
+    }
+}
+
+impl std::error::Error for UnknownAlgorithm {}
+
+impl core::str::FromStr for Algorithm {
+    type Err = UnknownAlgorithm;
+    fn from_str(s: &str) -> Result<Algorithm, UnknownAlgorithm> {
+        if s.eq_ignore_ascii_case("newreno") || s.eq_ignore_ascii_case("reno") {
+            Ok(Algorithm::NewReno)
+        } else if s.eq_ignore_ascii_case("cubic") {
+            Ok(Algorithm::Cubic)
+        } else {
+            Err(UnknownAlgorithm)
+        }
+    }
+}
+
+impl core::fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// Enum dispatch over the controllers.
 #[derive(Debug, Clone)]
 pub enum Congestion {
     NewReno(NewReno),
+    Cubic(Cubic),
 }
 
 impl Congestion {
     pub fn new(alg: Algorithm, mss: usize, initial_segments: usize) -> Congestion {
         match alg {
             Algorithm::NewReno => Congestion::NewReno(NewReno::new(mss, initial_segments)),
+            Algorithm::Cubic => Congestion::Cubic(Cubic::new(mss, initial_segments)),
+        }
+    }
+
+    /// The algorithm this controller runs.
+    pub fn algorithm(&self) -> Algorithm {
+        match self {
+            Congestion::NewReno(_) => Algorithm::NewReno,
+            Congestion::Cubic(_) => Algorithm::Cubic,
+        }
+    }
+
+    /// A new smoothed RTT (CUBIC aims at W_cubic one RTT ahead).
+    pub fn on_rtt_sample(&mut self, srtt: Duration) {
+        if let Congestion::Cubic(c) = self {
+            c.set_srtt(srtt);
         }
     }
 }
@@ -58,6 +124,7 @@ macro_rules! dispatch {
     ($self:ident, $c:ident => $e:expr) => {
         match $self {
             Congestion::NewReno($c) => $e,
+            Congestion::Cubic($c) => $e,
         }
     };
 }
@@ -89,5 +156,22 @@ impl Controller for Congestion {
     }
     fn ssthresh(&self) -> usize {
         dispatch!(self, c => c.ssthresh())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn algorithm_names_parse() {
+        assert_eq!("newreno".parse::<Algorithm>(), Ok(Algorithm::NewReno));
+        assert_eq!("CUBIC".parse::<Algorithm>(), Ok(Algorithm::Cubic));
+        assert_eq!("bbr".parse::<Algorithm>(), Err(UnknownAlgorithm));
+        assert_eq!(Algorithm::default(), Algorithm::Cubic);
+        for a in [Algorithm::NewReno, Algorithm::Cubic] {
+            assert_eq!(a.name().parse::<Algorithm>(), Ok(a));
+            assert_eq!(Congestion::new(a, 1000, 10).algorithm(), a);
+        }
     }
 }
