@@ -114,6 +114,14 @@ struct ServeArgs {
     /// Length of the HTTP server's response body in bytes.
     #[arg(long = "http-body", value_name = "BYTES", default_value_t = 64)]
     http_body: usize,
+    /// TCP connections each worker holds, TIME-WAIT included (the table is
+    /// allocated at start: about 40 bytes per connection).
+    #[arg(
+        long = "tcp-max-connections",
+        value_name = "N",
+        default_value_t = 65536
+    )]
+    tcp_max_connections: usize,
     /// Print per-worker counters every second.
     #[arg(long)]
     stats: bool,
@@ -320,6 +328,7 @@ fn serve(a: ServeArgs) -> Result<(), String> {
         let f: HandlerFactory = Arc::new(|| Box::new(Echo) as Box<dyn UdpHandler>);
         cfg.udp_handlers.push((port, f));
     }
+    cfg.tcp_max_connections = a.tcp_max_connections;
     for port in a.tcp_echo {
         let f: TcpHandlerFactory = Arc::new(|| Box::<TcpEcho>::default() as Box<dyn TcpHandler>);
         cfg.tcp_handlers.push((port, f));

@@ -328,6 +328,8 @@ pub struct StackConfig {
     /// Run-to-completion TCP services listening from the start (a listener
     /// on every worker).
     pub tcp_handlers: Vec<(u16, TcpHandlerFactory)>,
+    /// TCP connections each worker's table holds (TIME-WAIT included).
+    pub tcp_max_connections: usize,
     pub stats_every: Option<Duration>,
     pub xsk: Option<XskConfig>,
 }
@@ -364,6 +366,7 @@ impl StackConfig {
             attach: AttachMode::Auto,
             udp_handlers: Vec::new(),
             tcp_handlers: Vec::new(),
+            tcp_max_connections: 65536,
             stats_every: None,
             xsk: None,
         }
@@ -645,6 +648,7 @@ impl Stack {
             let tcp_cfg = TcpShardConfig {
                 reset_unmatched: mode == AddressMode::Dedicated,
                 shard: q as usize,
+                max_connections: cfg.tcp_max_connections.max(1),
                 ..TcpShardConfig::new(ip, mac, mtu)
             };
             let mut tcp = ShardTcp::new(tcp_cfg, isn_key, Some(ps.clone()), now);
