@@ -7,90 +7,13 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/veth.sh");
+mod common;
+use common::Topo;
+
 const BIN: &str = env!("CARGO_BIN_EXE_xdpstack");
-
-/// One veth pair: `HOST_IF` here, `PEER_IF` in namespace `name`.
-struct Topo {
-    name: String,
-    vars: HashMap<String, String>,
-}
-
-impl Topo {
-    fn new(opts: &[&str]) -> Topo {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let name = format!(
-            "tw{}t{}",
-            std::process::id() % 1_000_000,
-            N.fetch_add(1, Ordering::Relaxed)
-        );
-        let out = Command::new("bash")
-            .args([SCRIPT, "create", &name])
-            .args(opts)
-            .output()
-            .expect("run scripts/veth.sh");
-        if !out.status.success() {
-            let _ = Command::new("bash")
-                .args([SCRIPT, "destroy", &name])
-                .status();
-            panic!(
-                "creating the veth topology failed (these tests need root): {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        let vars = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Topo { name, vars }
-    }
-
-    fn get(&self, k: &str) -> &str {
-        &self.vars[k]
-    }
-
-    /// An address of the host side's subnet that no one has (dedicated
-    /// mode).
-    fn spare_ip(&self) -> String {
-        let host = self.get("HOST_IP");
-        let (net, _) = host.rsplit_once('.').expect("dotted address");
-        format!("{net}.77")
-    }
-
-    /// Runs a python3 script in the peer namespace.
-    fn py(&self, script: &str, args: &[&str]) -> Output {
-        Command::new("ip")
-            .args(["netns", "exec", &self.name, "python3", "-c", script])
-            .args(args)
-            .output()
-            .expect("run python3 in the namespace")
-    }
-
-    fn py_ok(&self, script: &str, args: &[&str]) -> String {
-        let out = self.py(script, args);
-        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-        assert!(
-            out.status.success(),
-            "python failed: {}\n{}",
-            stdout,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        stdout
-    }
-}
-
-impl Drop for Topo {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .args([SCRIPT, "destroy", &self.name])
-            .status();
-    }
-}
 
 /// A running `xdpstack serve`.
 struct Server {
@@ -279,7 +202,7 @@ fn body(len: usize) -> String {
 
 #[test]
 fn http_keep_alive_and_close_with_curl() {
-    let t = Topo::new(&["--no-tso"]);
+    let t = Topo::new("tw", &["--no-tso"]);
     let ip = t.get("HOST_IP").to_string();
     let s = Server::start(
         t.get("HOST_IF"),
@@ -305,7 +228,7 @@ fn http_keep_alive_and_close_with_curl() {
 
 #[test]
 fn echo_bulk_sha256_and_negotiated_options() {
-    let t = Topo::new(&["--no-tso"]);
+    let t = Topo::new("tw", &["--no-tso"]);
     let ip = t.get("HOST_IP").to_string();
     let s = Server::start(t.get("HOST_IF"), &["--tcp-echo", "7000"]);
     let cap = capture_syn_ack(&t);
@@ -323,7 +246,7 @@ fn echo_bulk_sha256_and_negotiated_options() {
 
 #[test]
 fn echo_sequential_concurrent_and_half_close() {
-    let t = Topo::new(&["--no-tso"]);
+    let t = Topo::new("tw", &["--no-tso"]);
     let ip = t.get("HOST_IP").to_string();
     let s = Server::start(t.get("HOST_IF"), &["--tcp-echo", "7000"]);
     echo_py(&t, &ip, "7000", &["seq", "60", "20000"]);
@@ -339,7 +262,7 @@ fn echo_sequential_concurrent_and_half_close() {
 
 #[test]
 fn dedicated_mode_echo_http_and_reset() {
-    let t = Topo::new(&["--no-tso"]);
+    let t = Topo::new("tw", &["--no-tso"]);
     let ip = t.spare_ip();
     let s = Server::start(
         t.get("HOST_IF"),
@@ -365,7 +288,7 @@ except ConnectionRefusedError:
 #[test]
 fn echo_under_one_percent_loss_each_way() {
     use xdpstack::xdp::impair::{attach_in_netns, ImpairConfig};
-    let t = Topo::new(&["--no-tso"]);
+    let t = Topo::new("tw", &["--no-tso"]);
     let ip = t.get("HOST_IP").to_string();
     let s = Server::start(t.get("HOST_IF"), &["--tcp-echo", "7000"]);
     let cfg = ImpairConfig {
@@ -418,7 +341,7 @@ fn stack_as_client_to_a_kernel_server_both_close_orders() {
     use xdpstack::api::tcp::TcpStream;
     use xdpstack::worker::{Stack, StackConfig};
 
-    let t = Topo::new(&["--no-tso"]);
+    let t = Topo::new("tw", &["--no-tso"]);
     let peer: Ipv4Addr = t.get("PEER_IP").parse().unwrap();
     let mut server = Command::new("ip")
         .args(["netns", "exec", &t.name, "python3", "-c", KERNEL_SERVER_PY])
@@ -506,7 +429,7 @@ fn stack_as_client_to_a_kernel_server_both_close_orders() {
 /// the connection hands them to the other.
 #[test]
 fn two_queues_two_workers_tcp_echo() {
-    let t = Topo::new(&["--queues", "2"]);
+    let t = Topo::new("tw", &["--queues", "2"]);
     let host_ip = t.get("HOST_IP").to_string();
     let peer_if = t.get("PEER_IF").to_string();
     for (q, mask) in [(0, "1"), (1, "2")] {

@@ -6,90 +6,14 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/veth.sh");
+mod common;
+use common::Topo;
+
 const BIN: &str = env!("CARGO_BIN_EXE_xdpstack");
-
-/// One veth pair: `HOST_IF` here, `PEER_IF` in namespace `name`.
-struct Topo {
-    name: String,
-    vars: HashMap<String, String>,
-}
-
-impl Topo {
-    fn new(opts: &[&str]) -> Topo {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let name = format!(
-            "sv{}t{}",
-            std::process::id() % 1_000_000,
-            N.fetch_add(1, Ordering::Relaxed)
-        );
-        let out = Command::new("bash")
-            .args([SCRIPT, "create", &name])
-            .args(opts)
-            .output()
-            .expect("run scripts/veth.sh");
-        if !out.status.success() {
-            let _ = Command::new("bash")
-                .args([SCRIPT, "destroy", &name])
-                .status();
-            panic!(
-                "creating the veth topology failed (these tests need root): {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        let vars = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Topo { name, vars }
-    }
-
-    fn get(&self, k: &str) -> &str {
-        &self.vars[k]
-    }
-
-    /// An address of the host side's subnet that no one has (dedicated
-    /// mode).
-    fn spare_ip(&self) -> String {
-        let host = self.get("HOST_IP");
-        let (net, _) = host.rsplit_once('.').expect("dotted address");
-        format!("{net}.77")
-    }
-
-    /// Runs a python3 script in the peer namespace.
-    fn py(&self, script: &str, args: &[&str]) -> Output {
-        Command::new("ip")
-            .args(["netns", "exec", &self.name, "python3", "-c", script])
-            .args(args)
-            .output()
-            .expect("run python3 in the namespace")
-    }
-
-    fn py_ok(&self, script: &str, args: &[&str]) -> String {
-        let out = self.py(script, args);
-        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-        assert!(
-            out.status.success(),
-            "python failed: {}\n{}",
-            stdout,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        stdout
-    }
-}
-
-impl Drop for Topo {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .args([SCRIPT, "destroy", &self.name])
-            .status();
-    }
-}
 
 /// A running `xdpstack serve`.
 struct Server {
@@ -297,7 +221,7 @@ print("sent", count)
 
 #[test]
 fn shared_mode_echo_ping_and_kernel_tcp() {
-    let t = Topo::new(&[]);
+    let t = Topo::new("sv", &[]);
     let host_ip = t.get("HOST_IP").to_string();
     let srv = Server::start(t.get("HOST_IF"), &["--udp-echo", "7001", "--stats"]);
     assert!(srv.banner.contains("Shared"), "{}", srv.banner);
@@ -337,7 +261,7 @@ fn shared_mode_echo_ping_and_kernel_tcp() {
 
 #[test]
 fn dedicated_mode_echo_ping_unreachable_and_reset() {
-    let t = Topo::new(&[]);
+    let t = Topo::new("sv", &[]);
     let ip = t.spare_ip();
     let srv = Server::start(t.get("HOST_IF"), &["--ip", &ip, "--udp-echo", "7001"]);
     assert!(srv.banner.contains("Dedicated"), "{}", srv.banner);
@@ -387,7 +311,7 @@ except socket.timeout:
 #[test]
 fn bad_checksums_and_lengths_are_dropped_and_counted() {
     for dedicated in [false, true] {
-        let t = Topo::new(&[]);
+        let t = Topo::new("sv", &[]);
         let ip = if dedicated {
             t.spare_ip()
         } else {
@@ -427,7 +351,7 @@ fn bad_checksums_and_lengths_are_dropped_and_counted() {
 /// Generic (SKB) attach and poll()-with-wakeup workers.
 #[test]
 fn dedicated_mode_generic_attach_wakeup_poll() {
-    let t = Topo::new(&[]);
+    let t = Topo::new("sv", &[]);
     let ip = t.spare_ip();
     let srv = Server::start(
         t.get("HOST_IF"),
@@ -456,7 +380,7 @@ fn dedicated_mode_generic_attach_wakeup_poll() {
 /// CPU 1 land on queues 0 and 1.
 #[test]
 fn two_queues_two_workers_echo_everything() {
-    let t = Topo::new(&["--queues", "2"]);
+    let t = Topo::new("sv", &["--queues", "2"]);
     let host_ip = t.get("HOST_IP").to_string();
     let peer_if = t.get("PEER_IF").to_string();
     for (q, mask) in [(0, "1"), (1, "2")] {
@@ -511,7 +435,7 @@ fn two_queues_two_workers_echo_everything() {
 
 #[test]
 fn restart_after_kill_9() {
-    let t = Topo::new(&[]);
+    let t = Topo::new("sv", &[]);
     let host_ip = t.get("HOST_IP").to_string();
     let srv = Server::start(t.get("HOST_IF"), &["--udp-echo", "7001"]);
     let out = t.py_ok(ECHO_PY, &[&host_ip, "7001", "64"]);
@@ -534,7 +458,7 @@ fn thread_side_udp_socket_echo() {
     use xdpstack::api::UdpSocket;
     use xdpstack::worker::{Stack, StackConfig};
 
-    let t = Topo::new(&[]);
+    let t = Topo::new("sv", &[]);
     let host_ip = t.get("HOST_IP").to_string();
     let stop = Arc::new(AtomicBool::new(false));
     let stack = Stack::start(&StackConfig::new(t.get("HOST_IF")), stop.clone()).expect("start");

@@ -12,37 +12,10 @@ use xdpstack::xdp::loader::{ifindex, query, Attached};
 use xdpstack::xdp::signals::{detach_on_panic, spawn_signal_thread};
 use xdpstack::xdp::{AttachMode, Steering};
 
-const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/veth.sh");
+mod common;
+use common::Topo;
+
 const ENV: &str = "XDPSTACK_TEST_CHILD_IFACE";
-
-struct Topo(String);
-
-impl Topo {
-    fn new(tag: &str) -> Topo {
-        let name = format!("xdp{}{tag}", std::process::id() % 1_000_000);
-        let ok = Command::new("bash")
-            .args([SCRIPT, "create", &name])
-            .output()
-            .expect("run scripts/veth.sh")
-            .status
-            .success();
-        let t = Topo(name);
-        assert!(ok, "creating the veth topology failed (needs root)");
-        t
-    }
-
-    fn host_if(&self) -> String {
-        format!("{}h", self.0)
-    }
-}
-
-impl Drop for Topo {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .args([SCRIPT, "destroy", &self.0])
-            .status();
-    }
-}
 
 /// The interface a helper process works on; `None` when the helper is run
 /// directly (e.g. `--include-ignored`): it is an entry point of its parent
@@ -114,8 +87,8 @@ fn spawn_child(name: &str, iface: &str) -> std::process::Child {
 
 #[test]
 fn sigterm_detaches_before_exit() {
-    let t = Topo::new("g");
-    let mut child = spawn_child("child_sigterm", &t.host_if());
+    let t = Topo::new("xsg", &[]);
+    let mut child = spawn_child("child_sigterm", t.host_if());
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     while out.read_line(&mut line).unwrap() > 0 && !line.contains("READY") {
@@ -123,7 +96,7 @@ fn sigterm_detaches_before_exit() {
     }
     assert!(line.contains("READY"), "child did not attach");
     assert_ne!(
-        query(ifindex(&t.host_if()).unwrap()).unwrap(),
+        query(ifindex(t.host_if()).unwrap()).unwrap(),
         Attached::default()
     );
     let st = Command::new("kill")
@@ -140,8 +113,8 @@ fn sigterm_detaches_before_exit() {
 
 #[test]
 fn panic_detaches() {
-    let t = Topo::new("p");
-    let child = spawn_child("child_panic", &t.host_if());
+    let t = Topo::new("xsp", &[]);
+    let child = spawn_child("child_panic", t.host_if());
     let out = child.wait_with_output().unwrap();
     let s = String::from_utf8_lossy(&out.stdout);
     assert!(s.contains("DETACHED"), "child output: {s}");

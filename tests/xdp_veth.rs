@@ -2,11 +2,10 @@
 //! as the peer. Needs root; every test builds and removes its own uniquely
 //! named topology with `scripts/veth.sh` and fails loudly if it cannot.
 
-use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -15,78 +14,8 @@ use xdpstack::xdp::loader::{self, attach_netlink_for_test, query, AttachMode, At
 use xdpstack::xdp::reflector::{self, ReflectorConfig};
 use xdpstack::xdp::{LoadError, PollMode, Proto, Steering, XdpLink, XskConfig};
 
-const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/veth.sh");
-
-/// One veth pair: `host_if` here, `peer_if` in namespace `ns`.
-struct Topo {
-    name: String,
-    vars: HashMap<String, String>,
-}
-
-impl Topo {
-    fn new() -> Topo {
-        Topo::new_with(&[])
-    }
-
-    /// With extra `veth.sh create` options.
-    fn new_with(opts: &[&str]) -> Topo {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let name = format!(
-            "xdp{}t{}",
-            std::process::id() % 1_000_000,
-            N.fetch_add(1, Ordering::Relaxed)
-        );
-        let out = Command::new("bash")
-            .args([SCRIPT, "create", &name])
-            .args(opts)
-            .output()
-            .expect("run scripts/veth.sh");
-        if !out.status.success() {
-            let _ = Command::new("bash")
-                .args([SCRIPT, "destroy", &name])
-                .status();
-            panic!(
-                "creating the veth topology failed (these tests need root): {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        let vars = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Topo { name, vars }
-    }
-
-    fn get(&self, k: &str) -> &str {
-        &self.vars[k]
-    }
-
-    fn host_if(&self) -> &str {
-        self.get("HOST_IF")
-    }
-
-    fn host_ip(&self) -> &str {
-        self.get("HOST_IP")
-    }
-
-    /// Run a python3 script in the peer namespace with `args`.
-    fn py(&self, script: &str, args: &[&str]) -> Output {
-        Command::new("ip")
-            .args(["netns", "exec", &self.name, "python3", "-c", script])
-            .args(args)
-            .output()
-            .expect("run python3 in the namespace")
-    }
-}
-
-impl Drop for Topo {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .args([SCRIPT, "destroy", &self.name])
-            .status();
-    }
-}
+mod common;
+use common::Topo;
 
 fn ok(o: &Output) -> String {
     let s = String::from_utf8_lossy(&o.stdout).into_owned();
@@ -167,7 +96,7 @@ fn udp_of(frame: &[u8]) -> Option<(u16, &[u8])> {
 }
 
 fn check_loader(mode: AttachMode, expect: AttachedMode) {
-    let t = Topo::new();
+    let t = Topo::new("xdp", &[]);
     let ifindex = loader::ifindex(t.host_if()).unwrap();
     assert_eq!(query(ifindex).unwrap(), Default::default());
     let s = Steering::attach(t.host_if(), mode).expect("attach");
@@ -210,7 +139,7 @@ fn loader_auto_prefers_native_on_veth() {
 }
 
 fn check_steering(mode: AttachMode) {
-    let t = Topo::new();
+    let t = Topo::new("xdp", &[]);
     let steering = Steering::attach(t.host_if(), mode).expect("attach");
     let maps = steering.maps().clone();
     let mut link = XdpLink::open(&XskConfig::new(t.host_if(), 0), Some(&maps)).expect("xsk");
@@ -288,7 +217,7 @@ fn steered_port_reaches_xsk_rest_reaches_kernel_native() {
 }
 
 fn check_reflector(mode: AttachMode, poll: PollMode) {
-    let t = Topo::new();
+    let t = Topo::new("xdp", &[]);
     let port = 7100u16;
     let cfg = ReflectorConfig {
         attach: mode,
@@ -375,7 +304,7 @@ fn ip(s: &str) -> [u8; 4] {
 #[test]
 fn xsk_transmits_frames_built_in_umem() {
     use xdpstack::phy::Link;
-    let t = Topo::new();
+    let t = Topo::new("xdp", &[]);
     let n = 600usize;
     let mut sink = Command::new("ip")
         .args(["netns", "exec", &t.name, "python3", "-c", PY_SINK])
@@ -451,7 +380,7 @@ print(ok)
 #[test]
 fn reflector_serves_two_queues_native() {
     // --xps pins the peer's TX queue i to CPU i.
-    let t = Topo::new_with(&["--queues", "2", "--xps"]);
+    let t = Topo::new("xdp", &["--queues", "2", "--xps"]);
     let port = 7300u16;
     let cfg = ReflectorConfig {
         attach: AttachMode::Native,
@@ -488,7 +417,7 @@ fn reflector_serves_two_queues_native() {
 
 #[test]
 fn stale_netlink_program_is_replaced() {
-    let t = Topo::new();
+    let t = Topo::new("xdp", &[]);
     let ifindex = loader::ifindex(t.host_if()).unwrap();
     // A program attached by netlink outlives whoever attached it.
     let stale = attach_netlink_for_test(ifindex, AttachedMode::Generic).unwrap();
@@ -519,7 +448,7 @@ fn child_hold_attachment() {
 
 #[test]
 fn stale_attachment_after_kill_9() {
-    let t = Topo::new();
+    let t = Topo::new("xdp", &[]);
     let ifindex = loader::ifindex(t.host_if()).unwrap();
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
@@ -557,7 +486,7 @@ fn stale_attachment_after_kill_9() {
 /// interface's kernel address keeps answering ping.
 #[test]
 fn dedicated_address_arp_reaches_xsk() {
-    let t = Topo::new();
+    let t = Topo::new("xdp", &[]);
     let steering = Steering::attach(t.host_if(), AttachMode::Generic).expect("attach");
     let maps = steering.maps().clone();
     let mut link = XdpLink::open(&XskConfig::new(t.host_if(), 0), Some(&maps)).expect("xsk");
