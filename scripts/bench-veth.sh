@@ -14,7 +14,10 @@
 # ones it loses).
 #
 # Needs root. JSON lines go to DIR/results.jsonl (default
-# results/bench-veth-<UTC time>/), the table of medians to DIR/table.txt.
+# results/bench-veth-<UTC time>/), the table of medians to DIR/table.txt,
+# with the load average at the start and the end: on a shared machine the
+# busy-polling server and client lose their cores to other work, and the
+# figures mean little when the load is above the number of cores.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -117,6 +120,7 @@ run_client() {
 }
 
 echo "bench-veth: $rounds round(s) of ${duration}s, payload $payload, xdp mode $mode, poll $poll, results in $out"
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 for round in $(seq "$rounds"); do
 	for server in xdpstack kernel reflector; do
 		start_server "$server"
@@ -130,9 +134,12 @@ for round in $(seq "$rounds"); do
 	done
 done
 
-python3 - "$results" <<'PY' | tee "$out/table.txt"
+load_end=$(cut -d' ' -f1-3 /proc/loadavg)
+
+python3 - "$results" "$load_start" "$load_end" "$(nproc)" <<'PY' | tee "$out/table.txt"
 import json, sys, statistics as st
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+print("load average (1/5/15 min) at start %s, at end %s, on %s cores" % tuple(sys.argv[2:5]))
 def med(server, client, inflight, key):
     v = [r[key] for r in rows if r["server"] == server and r["client"] == client and r["inflight"] == inflight]
     return st.median(v) if v else float("nan")
