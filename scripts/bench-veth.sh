@@ -37,7 +37,7 @@ while [[ $# -gt 0 ]]; do
 	--poll) poll=$2; shift 2 ;;
 	--payload) payload=$2; shift 2 ;;
 	--out) out=$2; shift 2 ;;
-	*) sed -n '2,16p' "$0" >&2; exit 2 ;;
+	*) sed -n '2,22p' "$0" >&2; exit 2 ;;
 	esac
 done
 
