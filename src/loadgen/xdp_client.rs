@@ -24,7 +24,6 @@ use crate::neighbor::read_kernel_routes;
 use crate::ports::{self, FlowKey, PortConfig, PortService, Protocol};
 use crate::shard::{Binding, Shard, ShardConfig};
 use crate::time::Instant;
-use crate::udp::UdpError;
 use crate::worker::{iface_ipv4, iface_mac_mtu, open_link, run_loop, LoopConfig};
 use crate::xdp::{AttachMode, PollMode, Proto, Steering, XsConfig, XskConfig};
 
@@ -33,6 +32,12 @@ const RETRY_AFTER: Duration = Duration::from_millis(200);
 const TAG_LEN: usize = 8;
 /// Give up if nothing at all was answered by then.
 const FIRST_ANSWER_TIMEOUT: Duration = Duration::from_secs(3);
+/// How often `poll` scans the slots for retries and the end of the run.
+/// The worker calls `poll` every loop iteration (a few hundred ns apart
+/// when busy-polling); reading the clock and scanning every slot each time
+/// was the largest cost of an idle iteration, while retries are due only
+/// after `RETRY_AFTER` and answers detect the end of the run themselves.
+const POLL_EVERY: Duration = Duration::from_millis(1);
 
 #[derive(Debug, Clone)]
 pub struct XdpClientConfig {
@@ -71,6 +76,8 @@ struct Client {
     completed: u64,
     lost: u64,
     answered: bool,
+    /// `poll` does nothing before this (the worker's clock).
+    next_poll: Instant,
     done: Arc<AtomicBool>,
     out: Arc<Mutex<Option<Outcome>>>,
 }
@@ -133,16 +140,21 @@ impl UdpHandler for Client {
             self.finish(t);
             return Verdict::Done;
         }
-        // The answer becomes the next request of this slot, in place.
+        // The answer becomes the next request of this slot, in place; it
+        // leaves with this batch's kick, after `t`, so `t` is its send time.
         s.generation = s.generation.wrapping_add(1);
-        s.sent_at = Some(StdInstant::now());
+        s.sent_at = Some(t);
         if self.payload >= TAG_LEN {
             rx.payload[4..8].copy_from_slice(&s.generation.to_be_bytes());
         }
         Verdict::Reply(self.payload)
     }
 
-    fn poll(&mut self, _now: Instant, tx: &mut dyn UdpSend) {
+    fn poll(&mut self, now: Instant, tx: &mut dyn UdpSend) {
+        if now < self.next_poll {
+            return;
+        }
+        self.next_poll = now + POLL_EVERY;
         let t = StdInstant::now();
         if t >= self.end {
             self.finish(t);
@@ -170,8 +182,11 @@ impl UdpHandler for Client {
             let r = tx.send_with(self.target, self.payload, &mut |b| this.fill(i, b));
             match r {
                 Ok(()) => self.slots[i].sent_at = Some(t),
-                Err(UdpError::WouldBlock) => return,
-                Err(_) => return,
+                // No frame or no route yet: try again next iteration.
+                Err(_) => {
+                    self.next_poll = now;
+                    return;
+                }
             }
         }
     }
@@ -243,6 +258,7 @@ pub fn run(cfg: &XdpClientConfig, stop: &AtomicBool) -> io::Result<Report> {
         completed: 0,
         lost: 0,
         answered: false,
+        next_poll: Instant::ZERO,
         done: done.clone(),
         out: out.clone(),
     };

@@ -112,6 +112,8 @@ pub struct XdpLink {
     /// Descriptors queued on the TX ring the kernel has not completed yet.
     tx_outstanding: usize,
     tx_size: usize,
+    /// Free frames `refill` keeps back for transmission.
+    fill_reserve: usize,
     /// Descriptors on their way to the fill or TX ring.
     scratch: Vec<FrameDesc>,
     /// Fixed-size landing area for RX and completion descriptors.
@@ -179,6 +181,7 @@ impl XdpLink {
             max_frame,
             tx_outstanding: 0,
             tx_size: cfg.tx_size as usize,
+            fill_reserve: (cfg.tx_size as usize).min(cfg.umem.frame_count as usize / 2),
             scratch: Vec::with_capacity(cfg.tx_size.max(cfg.umem.fill_size) as usize),
             landing: vec![FrameDesc::default(); LANDING].into_boxed_slice(),
             stats: XskStats::default(),
@@ -227,14 +230,18 @@ impl XdpLink {
     }
 
     /// Move free frames to the fill ring, keeping enough back for TX.
+    /// Called every loop iteration: returns at once, without touching
+    /// the ring, when no frame beyond the reserve is free.
+    #[inline]
     fn refill(&mut self) {
-        let reserve = self
-            .tx_size
-            .min(self.pool.config().frame_count as usize / 2);
-        let avail = self.pool.free_len().saturating_sub(reserve);
+        let avail = self.pool.free_len().saturating_sub(self.fill_reserve);
         if avail == 0 {
             return;
         }
+        self.refill_ring(avail);
+    }
+
+    fn refill_ring(&mut self, avail: usize) {
         let want = self.fill.nb_free(avail as u32) as usize;
         let n = want.min(avail);
         if n == 0 {

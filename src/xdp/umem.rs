@@ -350,11 +350,16 @@ impl FramePool {
     }
 
     /// Take back frames that were dropped outside the link. Cheap when there
-    /// are none (one atomic load).
+    /// are none (one atomic load, inlined into the link's receive loop).
+    #[inline]
     pub fn reclaim_orphans(&mut self) -> usize {
         if self.shared.orphan_count.load(Ordering::Acquire) == 0 {
             return 0;
         }
+        self.reclaim_orphans_slow()
+    }
+
+    fn reclaim_orphans_slow(&mut self) -> usize {
         let taken: Vec<FrameDesc> = {
             let mut o = self
                 .shared
