@@ -7,7 +7,10 @@
 # Server pinned to CPU 0, client to CPU 1.
 #
 #   scripts/bench-veth.sh [--rounds N] [--duration S] [--xdp-mode auto|native|generic]
-#                         [--poll busy|wakeup] [--payload B] [--out DIR]
+#                         [--poll busy|wakeup] [--payload B] [--out DIR] [--udp-only]
+#
+# Then, unless --udp-only, the TCP comparison of scripts/bench-tcp-veth.sh
+# (tcp-rr, tcp-crr, tcp-stream; its table goes to DIR/tcp/table.txt).
 #
 # --poll applies to the xdpstack server, the reflector and the xdpstack
 # client. Busy-polling wins on idle cores. On oversubscribed ones (load
@@ -29,6 +32,7 @@ mode=auto
 poll=busy
 payload=64
 out=""
+tcp=1
 while [[ $# -gt 0 ]]; do
 	case $1 in
 	--rounds) rounds=$2; shift 2 ;;
@@ -37,7 +41,8 @@ while [[ $# -gt 0 ]]; do
 	--poll) poll=$2; shift 2 ;;
 	--payload) payload=$2; shift 2 ;;
 	--out) out=$2; shift 2 ;;
-	*) sed -n '2,22p' "$0" >&2; exit 2 ;;
+	--udp-only) tcp=0; shift ;;
+	*) sed -n '2,25p' "$0" >&2; exit 2 ;;
 	esac
 done
 
@@ -160,3 +165,10 @@ for client in ("kernel", "xdpstack"):
         print("%-9s %3d | %10.0f %10.0f %10.0f | %8.2f %8.2f | %8.1f %8.1f %8.1f | %6.3f" % (
             client, inflight, x, k, r, ratio(x, k), ratio(x, r), px, pk, pr, ratio(px, pk)))
 PY
+
+if [[ $tcp == 1 ]]; then
+	echo
+	echo "== TCP"
+	"$root/scripts/bench-tcp-veth.sh" --rounds "$rounds" --duration "$duration" \
+		--xdp-mode "$mode" --out "$out/tcp"
+fi
