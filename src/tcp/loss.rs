@@ -119,8 +119,10 @@ impl Connection {
         advanced: bool,
         dsack: Option<Dsack>,
     ) {
-        if let Some(srtt) = self.rtt.srtt() {
-            self.cc.on_rtt_sample(srtt);
+        if advanced {
+            if let Some(srtt) = self.rtt.srtt() {
+                self.cc.on_rtt_sample(srtt);
+            }
         }
         // RFC 3522 §3.2: the first ACK for retransmitted data echoing a
         // timestamp older than the retransmission answers the original.
@@ -134,7 +136,10 @@ impl Connection {
         if self.recovery.is_none() {
             self.loss.sack_recovery = false;
         }
-        if !self.tcb.sack_enabled {
+        // An ACK that delivers nothing new (the receiving side's usual
+        // case) leaves RACK as it was; its timer covers the passing time.
+        let sack_news = seg.options.sack_blocks[0].is_some();
+        if !self.tcb.sack_enabled || !(advanced || sack_news) {
             return;
         }
         let mss = self.eff_mss();
