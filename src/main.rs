@@ -14,6 +14,7 @@ use xdpstack::apps::{HttpHandler, TcpEcho};
 use xdpstack::baseline::kernel_tcp::TcpService;
 use xdpstack::http::{HttpConfig, HttpServer};
 use xdpstack::loadgen::tcp::{run_kernel_client, CrrClose, TcpBenchConfig, TcpBenchKind};
+use xdpstack::tcp::congestion::CongestionAlgorithm;
 use xdpstack::worker::{steer_kv, HandlerFactory, Stack, StackConfig, TcpHandlerFactory};
 use xdpstack::xdp::{signals, AttachMode, PollMode};
 
@@ -122,6 +123,9 @@ struct ServeArgs {
         default_value_t = 65536
     )]
     tcp_max_connections: usize,
+    /// TCP congestion control of every connection: newreno or cubic.
+    #[arg(long = "cc", value_name = "ALGO", default_value = "cubic")]
+    cc: CongestionAlgorithm,
     /// Print per-worker counters every second.
     #[arg(long)]
     stats: bool,
@@ -329,6 +333,7 @@ fn serve(a: ServeArgs) -> Result<(), String> {
         cfg.udp_handlers.push((port, f));
     }
     cfg.tcp_max_connections = a.tcp_max_connections;
+    cfg.tcp_congestion = a.cc;
     for port in a.tcp_echo {
         let f: TcpHandlerFactory = Arc::new(|| Box::<TcpEcho>::default() as Box<dyn TcpHandler>);
         cfg.tcp_handlers.push((port, f));

@@ -330,6 +330,8 @@ pub struct StackConfig {
     pub tcp_handlers: Vec<(u16, TcpHandlerFactory)>,
     /// TCP connections each worker's table holds (TIME-WAIT included).
     pub tcp_max_connections: usize,
+    /// Congestion control of every TCP connection.
+    pub tcp_congestion: crate::tcp::congestion::CongestionAlgorithm,
     pub stats_every: Option<Duration>,
     pub xsk: Option<XskConfig>,
 }
@@ -367,6 +369,7 @@ impl StackConfig {
             udp_handlers: Vec::new(),
             tcp_handlers: Vec::new(),
             tcp_max_connections: 65536,
+            tcp_congestion: crate::tcp::congestion::CongestionAlgorithm::default(),
             stats_every: None,
             xsk: None,
         }
@@ -645,12 +648,13 @@ impl Stack {
                     .bind_udp(*port, Binding::Handler(make()))
                     .map_err(StackError::Udp)?;
             }
-            let tcp_cfg = TcpShardConfig {
+            let mut tcp_cfg = TcpShardConfig {
                 reset_unmatched: mode == AddressMode::Dedicated,
                 shard: q as usize,
                 max_connections: cfg.tcp_max_connections.max(1),
                 ..TcpShardConfig::new(ip, mac, mtu)
             };
+            tcp_cfg.tcp.congestion = cfg.tcp_congestion;
             let mut tcp = ShardTcp::new(tcp_cfg, isn_key, Some(ps.clone()), now);
             if mode == AddressMode::Shared {
                 // Active opens' ports must be steered to the stack.

@@ -29,6 +29,9 @@ fn every_contract_flag_is_documented() {
                 "--xdp-mode",
                 "--poll",
                 "--cores",
+                "--tcp-echo",
+                "--http",
+                "--cc",
             ],
         ),
         (
@@ -72,6 +75,7 @@ fn bad_values_are_refused() {
         &["serve", "--iface", "lo", "--xdp-mode", "turbo"][..],
         &["serve", "--iface", "lo", "--cores", "0,x"][..],
         &["serve", "--iface", "lo", "--ip", "not-an-ip"][..],
+        &["serve", "--iface", "lo", "--cc", "vegas"][..],
         &["bench", "udp-echo", "--target", "nowhere"][..],
     ] {
         let out = Command::new(BIN).args(args).output().expect("run");
