@@ -5,103 +5,13 @@
 //! the `final counters:` block the server prints on SIGINT.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Stdio};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 mod common;
-use common::Topo;
-
-const BIN: &str = env!("CARGO_BIN_EXE_xdpstack");
-
-/// A running `xdpstack serve`.
-struct Server {
-    child: Option<Child>,
-    banner: String,
-}
-
-impl Server {
-    fn start(iface: &str, extra: &[&str]) -> Server {
-        let mut child = Command::new(BIN)
-            .args(["serve", "--iface", iface])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn xdpstack");
-        let mut out = BufReader::new(child.stdout.take().expect("stdout"));
-        let mut banner = String::new();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let mut line = String::new();
-            let n = out.read_line(&mut line).unwrap_or(0);
-            if n == 0 || Instant::now() > deadline {
-                let _ = child.kill();
-                let mut err = String::new();
-                let _ = child.stderr.take().map(|mut e| e.read_to_string(&mut err));
-                let _ = child.wait();
-                panic!("server did not start: {banner}{line}\n{err}");
-            }
-            banner.push_str(&line);
-            if line.starts_with("serving on") {
-                break;
-            }
-        }
-        child.stdout = Some(out.into_inner());
-        Server {
-            child: Some(child),
-            banner,
-        }
-    }
-
-    /// SIGINT, then the `final counters` of every worker, parsed.
-    fn stop(self) -> Vec<HashMap<String, u64>> {
-        self.stop_with_output().0
-    }
-
-    /// [`stop`](Self::stop), plus everything printed before the final
-    /// counters.
-    fn stop_with_output(mut self) -> (Vec<HashMap<String, u64>>, String) {
-        let mut child = self.child.take().expect("running");
-        let _ = Command::new("kill")
-            .args(["-INT", &child.id().to_string()])
-            .status();
-        let mut out = String::new();
-        let _ = child.stdout.take().map(|mut o| o.read_to_string(&mut out));
-        let status = child.wait().expect("wait");
-        assert!(status.success(), "server exit {status}: {out}");
-        let (head, tail) = out
-            .split_once("final counters:")
-            .unwrap_or_else(|| panic!("no final counters in: {out}"));
-        let workers = tail
-            .lines()
-            .filter(|l| l.starts_with("worker "))
-            .map(|l| {
-                l.split_whitespace()
-                    .filter_map(|w| w.split_once('='))
-                    .filter_map(|(k, v)| Some((k.to_string(), v.parse().ok()?)))
-                    .collect()
-            })
-            .collect();
-        (workers, head.to_string())
-    }
-
-    fn kill9(mut self) {
-        let mut child = self.child.take().expect("running");
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
+use common::{Server, Topo};
 
 fn sum(workers: &[HashMap<String, u64>], key: &str) -> u64 {
     workers
