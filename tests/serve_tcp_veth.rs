@@ -349,19 +349,8 @@ fn stack_as_client_to_a_kernel_server_both_close_orders() {
 /// the connection hands them to the other.
 #[test]
 fn two_queues_two_workers_tcp_echo() {
-    let t = Topo::new("tw", &["--queues", "2"]);
+    let t = Topo::new("tw", &["--queues", "2", "--xps"]);
     let host_ip = t.get("HOST_IP").to_string();
-    let peer_if = t.get("PEER_IF").to_string();
-    for (q, mask) in [(0, "1"), (1, "2")] {
-        let st = Command::new("ip")
-            .args(["netns", "exec", &t.name, "sh", "-c"])
-            .arg(format!(
-                "echo {mask} > /sys/class/net/{peer_if}/queues/tx-{q}/xps_cpus"
-            ))
-            .status()
-            .expect("xps");
-        assert!(st.success(), "setting XPS failed");
-    }
     let srv = Server::start(
         t.get("HOST_IF"),
         &[

@@ -290,19 +290,8 @@ fn dedicated_mode_generic_attach_wakeup_poll() {
 /// CPU 1 land on queues 0 and 1.
 #[test]
 fn two_queues_two_workers_echo_everything() {
-    let t = Topo::new("sv", &["--queues", "2"]);
+    let t = Topo::new("sv", &["--queues", "2", "--xps"]);
     let host_ip = t.get("HOST_IP").to_string();
-    let peer_if = t.get("PEER_IF").to_string();
-    for (q, mask) in [(0, "1"), (1, "2")] {
-        let st = Command::new("ip")
-            .args(["netns", "exec", &t.name, "sh", "-c"])
-            .arg(format!(
-                "echo {mask} > /sys/class/net/{peer_if}/queues/tx-{q}/xps_cpus"
-            ))
-            .status()
-            .expect("xps");
-        assert!(st.success(), "setting XPS failed");
-    }
     let srv = Server::start(
         t.get("HOST_IF"),
         &[
