@@ -152,8 +152,30 @@ fn echo_bulk_sha256_and_negotiated_options() {
     let ip = t.get("HOST_IP").to_string();
     let s = Server::start(t.get("HOST_IF"), &["--tcp-echo", "7000"]);
     let cap = capture_syn_ack(&t);
-    let out = echo_py(&t, &ip, "7000", &["big", &(16 << 20).to_string()]);
+    // The size: 64 MiB through the echo, the same SHA-256 back.
+    let started = Instant::now();
+    let out = echo_py(&t, &ip, "7000", &["big", &(64 << 20).to_string()]);
     assert!(out.starts_with("sha "), "{out}");
+    eprintln!("64 MiB python echo in {:?}", started.elapsed());
+    // And 64 MiB from nc: the SHA-256 of what went in (stderr) and of what
+    // came back (stdout).
+    let started = Instant::now();
+    let nc = format!(
+        "head -c {} /dev/urandom | tee >(sha256sum >&2) | nc -N {ip} 7000 | sha256sum",
+        64 << 20
+    );
+    let out = Command::new("ip")
+        .args(["netns", "exec", &t.name, "bash", "-c", &nc])
+        .output()
+        .expect("nc");
+    let (sent, back) = (
+        String::from_utf8_lossy(&out.stderr).to_string(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+    );
+    assert!(out.status.success(), "nc: {sent}");
+    assert_eq!(sent.len(), 64 + 4, "sent: {sent}");
+    assert_eq!(back, sent, "nc echo differs");
+    eprintln!("64 MiB nc echo in {:?}", started.elapsed());
     let opts = syn_ack_options(cap);
     // RFC 7323 window scale and timestamps, RFC 2018 SACK-permitted.
     assert!(opts.contains("wscale"), "no window scale in {opts}");
@@ -161,7 +183,7 @@ fn echo_bulk_sha256_and_negotiated_options() {
     assert!(opts.contains("TS val"), "no timestamps in {opts}");
     assert!(opts.contains("mss 1460"), "MSS in {opts}");
     let w = s.stop();
-    assert_eq!(sum(&w, "tcp_accepted"), 1, "{w:?}");
+    assert_eq!(sum(&w, "tcp_accepted"), 2, "{w:?}");
 }
 
 #[test]
@@ -169,15 +191,19 @@ fn echo_sequential_concurrent_and_half_close() {
     let t = Topo::new("tw", &["--no-tso"]);
     let ip = t.get("HOST_IP").to_string();
     let s = Server::start(t.get("HOST_IF"), &["--tcp-echo", "7000"]);
-    echo_py(&t, &ip, "7000", &["seq", "60", "20000"]);
-    echo_py(&t, &ip, "7000", &["conc", "16", &(1 << 20).to_string()]);
+    let started = Instant::now();
+    echo_py(&t, &ip, "7000", &["seq", "200", "20000"]);
+    eprintln!("200 sequential in {:?}", started.elapsed());
+    let started = Instant::now();
+    echo_py(&t, &ip, "7000", &["conc", "64", &(1 << 20).to_string()]);
+    eprintln!("64 concurrent x 1 MiB in {:?}", started.elapsed());
     echo_py(&t, &ip, "7000", &["half", "150000"]);
     // Every server-side connection is gone (the clients closed second,
     // so the TIME-WAITs are theirs) once the last FIN was acknowledged.
     std::thread::sleep(Duration::from_millis(300));
     let w = s.stop();
-    assert_eq!(sum(&w, "tcp_accepted"), 60 + 16 + 1, "{w:?}");
-    assert_eq!(sum(&w, "tcp_closed"), 60 + 16 + 1, "{w:?}");
+    assert_eq!(sum(&w, "tcp_accepted"), 200 + 64 + 1, "{w:?}");
+    assert_eq!(sum(&w, "tcp_closed"), 200 + 64 + 1, "{w:?}");
 }
 
 #[test]
@@ -205,29 +231,65 @@ except ConnectionRefusedError:
     assert!(sum(&w, "tcp_rst_out") >= 1, "{w:?}");
 }
 
-#[test]
-fn echo_under_one_percent_loss_each_way() {
-    use xdpstack::xdp::impair::{attach_in_netns, ImpairConfig};
+/// The echo under loss on the peer's interface in both directions: `drop`
+/// of the port's segments dropped, 0.5% duplicated and 0.5% corrupted
+/// (the stack must catch each by its checksum). One 4 MiB transfer, then 4
+/// concurrent 1 MiB ones: byte-exact (SHA-256), and a stall fails the
+/// client's 30 s socket timeout. Returns the elapsed time of the transfers.
+fn echo_under_loss(loss: f64) -> Duration {
+    use xdpstack::xdp::impair::{attach_in_netns, ppm, ImpairConfig};
     let t = Topo::new("tw", &["--no-tso"]);
+    // One impairment decision per segment: the peer's TCP keeps software
+    // GSO with the feature off, so cap a GSO packet at one segment.
+    let gso = Command::new("ip")
+        .args(["-n", &t.name, "link", "set", t.get("PEER_IF")])
+        .args(["gso_max_segs", "1"])
+        .status()
+        .expect("ip link");
+    assert!(gso.success(), "gso_max_segs");
     let ip = t.get("HOST_IP").to_string();
     let s = Server::start(t.get("HOST_IF"), &["--tcp-echo", "7000"]);
     let cfg = ImpairConfig {
         port: 7000,
         udp: false,
-        ..ImpairConfig::drop(0.01)
+        drop_ppm: ppm(loss),
+        duplicate_ppm: ppm(0.005),
+        corrupt_ppm: ppm(0.005),
+        ..ImpairConfig::default()
     };
     let egress = attach_in_netns(&t.name, t.get("PEER_IF"), true, &cfg).expect("impair egress");
     let ingress = attach_in_netns(&t.name, t.get("PEER_IF"), false, &cfg).expect("impair ingress");
-    echo_py(&t, &ip, "7000", &["big", &(8 << 20).to_string()]);
+    let started = Instant::now();
+    echo_py(&t, &ip, "7000", &["big", &(4 << 20).to_string()]);
     echo_py(&t, &ip, "7000", &["conc", "4", &(1 << 20).to_string()]);
+    let took = started.elapsed();
     let (e, i) = (egress.counters().unwrap(), ingress.counters().unwrap());
-    assert!(
-        e.dropped > 0 && i.dropped > 0,
-        "no loss injected: {e:?} {i:?}"
-    );
+    for c in [&e, &i] {
+        assert!(
+            c.dropped > 0 && c.duplicated > 0 && c.corrupted > 0,
+            "impairment not injected: egress {e:?} ingress {i:?}"
+        );
+    }
     drop((egress, ingress));
     let w = s.stop();
+    eprintln!(
+        "{}% loss: 8 MiB echoed in {took:?}; egress {e:?}; ingress {i:?}; {w:?}",
+        loss * 100.0
+    );
     assert_eq!(sum(&w, "tcp_accepted"), 5, "{w:?}");
+    // Every segment corrupted on its way to the stack failed its checksum.
+    assert_eq!(sum(&w, "drop_tcp"), e.corrupted, "{w:?}");
+    took
+}
+
+#[test]
+fn echo_under_one_percent_loss_each_way() {
+    echo_under_loss(0.01);
+}
+
+#[test]
+fn echo_under_five_percent_loss_each_way() {
+    echo_under_loss(0.05);
 }
 
 /// A kernel TCP server for the stack-as-client test: the first connection
