@@ -20,6 +20,7 @@ pub mod loadgen;
 pub mod neighbor;
 pub mod phy;
 pub mod ports;
+pub mod rss;
 pub mod shard;
 pub mod shard_tcp;
 pub mod tcp;

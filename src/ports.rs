@@ -34,6 +34,17 @@
 //! key followed by the flow, the prefix-key construction RFC 6056 describes
 //! with MD5. `table` is 256 counters per shard seeded from the key.
 //!
+//! Reply steering (active opens on a NIC with RSS): with
+//! [`PortService::set_reply_steering`], a TCP port allocated for a known
+//! destination is also one whose replies the NIC's Toeplitz hash sends to
+//! the queue of the allocating shard ([`crate::rss`]); the RFC 6056 order
+//! is kept and the other ports are skipped, so a shard gets about 1/N of
+//! its slice per destination. If its slice holds no such free port (a
+//! table that never names the shard's queue, or exhaustion), the port is
+//! allocated without steering and counted: forwarding between workers
+//! still delivers its replies. Without RSS information (veth) nothing is
+//! steered.
+//!
 //! Threads: the service is plain data (`Send`); share it as
 //! `Arc<Mutex<PortService>>` ([`SharedPorts`]) on the control path only
 //! (bind, connect, close). The per-packet path never consults it: workers use
@@ -46,6 +57,8 @@ use std::io;
 use std::net::Ipv4Addr;
 use std::ops::RangeInclusive;
 use std::sync::{Arc, Mutex};
+
+use crate::rss::RssConfig;
 
 /// Transport protocols with a port space.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -438,6 +451,8 @@ pub struct PortService {
     /// One allocator per shard (indexed by shard), then one over the whole
     /// range for `bind(proto, 0)`; each shared by both protocols.
     allocs: Vec<Allocator>,
+    steering: Option<ReplySteering>,
+    steering_counters: SteeringCounters,
 }
 
 /// The bound-port bitmaps and the event queue, apart from the allocators so
@@ -491,6 +506,23 @@ impl Tables {
     }
 }
 
+/// How replies to active opens reach a shard: the NIC's RSS settings and
+/// the receive queue of each shard (indexed by shard).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplySteering {
+    pub rss: RssConfig,
+    pub shard_queues: Vec<u32>,
+}
+
+/// Counters of reply steering.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SteeringCounters {
+    /// Ports chosen so the replies hash to the shard's queue.
+    pub steered: u64,
+    /// Ports chosen without steering: no free steered port in the slice.
+    pub fallbacks: u64,
+}
+
 /// The service behind the control-path lock.
 pub type SharedPorts = Arc<Mutex<PortService>>;
 
@@ -529,7 +561,23 @@ impl PortService {
                 events: VecDeque::new(),
             },
             allocs,
+            steering: None,
+            steering_counters: SteeringCounters::default(),
         })
+    }
+
+    /// Makes TCP active opens choose ports whose replies arrive on the
+    /// allocating shard's queue (see the module docs); `None` turns it off.
+    pub fn set_reply_steering(&mut self, steering: Option<ReplySteering>) {
+        self.steering = steering;
+    }
+
+    pub fn reply_steering(&self) -> Option<&ReplySteering> {
+        self.steering.as_ref()
+    }
+
+    pub fn steering_counters(&self) -> SteeringCounters {
+        self.steering_counters
     }
 
     /// Wraps the service for sharing between threads (control path only).
@@ -597,8 +645,9 @@ impl PortService {
     }
 
     /// Like [`allocate`](Self::allocate), but only returns a port `accept`
-    /// approves: e.g. one whose reply the NIC's RSS hash steers back to the
-    /// opening worker's queue.
+    /// approves (e.g. one whose 4-tuple is not still in use). With reply
+    /// steering set, a TCP port for a known destination is also one whose
+    /// replies hash to the shard's queue, when the slice has one.
     pub fn allocate_filtered(
         &mut self,
         proto: Protocol,
@@ -608,6 +657,30 @@ impl PortService {
     ) -> Result<u16, PortError> {
         if shard >= self.partition.shards() {
             return Err(PortError::InvalidShard);
+        }
+        let steer = match &self.steering {
+            Some(s) if proto == Protocol::Tcp && !flow.remote_addr.is_unspecified() => {
+                s.shard_queues.get(shard).map(|&q| {
+                    (
+                        s.rss
+                            .reply_steer(flow.local_addr, flow.remote_addr, flow.remote_port),
+                        q,
+                    )
+                })
+            }
+            _ => None,
+        };
+        if let Some((steer, queue)) = steer {
+            let steered =
+                self.tables
+                    .select(self.key, proto, &mut self.allocs[shard], flow, &mut |p| {
+                        steer.queue_of_port(p) == queue && accept(p)
+                    });
+            if let Ok(p) = steered {
+                self.steering_counters.steered += 1;
+                return Ok(p);
+            }
+            self.steering_counters.fallbacks += 1;
         }
         self.tables
             .select(self.key, proto, &mut self.allocs[shard], flow, &mut accept)
@@ -808,6 +881,70 @@ mod tests {
             n += 1;
         }
         assert_eq!(n, 250);
+    }
+
+    fn steering(table: Vec<u32>) -> ReplySteering {
+        ReplySteering {
+            rss: RssConfig::new(crate::rss::MICROSOFT_KEY.to_vec(), table).unwrap(),
+            shard_queues: vec![0, 1],
+        }
+    }
+
+    #[test]
+    fn steered_ports_hash_replies_to_the_shards_queue() {
+        let mut s = svc(PortRange::DEFAULT_EPHEMERAL, 2);
+        let rss = steering((0..128).map(|i| i % 2).collect());
+        s.set_reply_steering(Some(rss.clone()));
+        let local = Ipv4Addr::new(10, 0, 0, 1);
+        for shard in 0..2 {
+            for i in 0..200u16 {
+                let flow = FlowKey {
+                    local_addr: local,
+                    remote_addr: Ipv4Addr::new(192, 0, 2, (i % 7) as u8 + 1),
+                    remote_port: 80 + i % 3,
+                };
+                let p = s.allocate(Protocol::Tcp, shard, flow).unwrap();
+                assert_eq!(s.shard_of_port(p), Some(shard));
+                // The reply: from the remote end to our port.
+                let q = rss.rss.queue(flow.remote_addr, flow.remote_port, local, p);
+                assert_eq!(q, shard as u32, "port {p}");
+            }
+        }
+        assert_eq!(
+            s.steering_counters(),
+            SteeringCounters {
+                steered: 400,
+                fallbacks: 0
+            }
+        );
+        // Not steered: UDP, and a bind without a destination.
+        let before = s.steering_counters();
+        s.allocate(Protocol::Udp, 1, FlowKey::UNSPECIFIED).unwrap();
+        s.allocate(Protocol::Tcp, 1, FlowKey::UNSPECIFIED).unwrap();
+        assert_eq!(s.steering_counters(), before);
+    }
+
+    #[test]
+    fn steering_falls_back_when_the_table_skips_a_queue() {
+        // Every hash goes to queue 0: shard 1 cannot be steered to.
+        let mut s = svc(PortRange::new(50000, 50099).unwrap(), 2);
+        s.set_reply_steering(Some(steering(vec![0; 128])));
+        let flow = FlowKey {
+            local_addr: Ipv4Addr::new(10, 0, 0, 1),
+            remote_addr: Ipv4Addr::new(10, 0, 0, 2),
+            remote_port: 443,
+        };
+        for _ in 0..50 {
+            let p = s.allocate(Protocol::Tcp, 1, flow).unwrap();
+            assert_eq!(s.shard_of_port(p), Some(1));
+        }
+        assert_eq!(s.steering_counters().fallbacks, 50);
+        assert_eq!(
+            s.allocate(Protocol::Tcp, 1, flow),
+            Err(PortError::Exhausted)
+        );
+        s.set_reply_steering(None);
+        assert!(s.reply_steering().is_none());
     }
 
     #[test]

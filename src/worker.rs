@@ -16,6 +16,15 @@
 //! spawns the workers. A [`StackHandle`] is the control path (binding ports
 //! for thread-side sockets); the port service behind it is locked only
 //! there.
+//!
+//! Queues: with several workers, a TCP segment that reaches a worker
+//! without its connection is forwarded to the others (a copy through the
+//! command channel). On a NIC with Toeplitz RSS the active opens' ports are
+//! chosen so their replies hash to the opening worker's queue
+//! ([`crate::rss`], [`crate::ports::ReplySteering`]); on veth the receive
+//! queue is the peer kernel's transmit queue (XPS by its sending CPU, else
+//! the socket's random txhash), which no port choice can steer, so
+//! forwarding is what delivers there.
 
 use std::fmt;
 use std::io;
@@ -604,12 +613,23 @@ impl Stack {
         let ephemeral =
             ports::choose_ephemeral_range(kernel_range, None).map_err(StackError::Port)?;
         let queues = cfg.queues.max(1);
-        let ps = PortService::new(PortConfig {
+        let mut ps = PortService::new(PortConfig {
             ephemeral,
             ..PortConfig::new(queues as usize)
         })
-        .map_err(StackError::Port)?
-        .shared();
+        .map_err(StackError::Port)?;
+        if queues > 1 {
+            // Active opens pick ports whose replies the NIC's RSS hash
+            // sends back to the opening worker's queue; without RSS
+            // information (veth) forwarding between workers covers it.
+            if let Ok(rss) = crate::xdp::ethtool::read_rss(&cfg.iface) {
+                ps.set_reply_steering(Some(ports::ReplySteering {
+                    rss,
+                    shard_queues: (0..queues).collect(),
+                }));
+            }
+        }
+        let ps = ps.shared();
         let routes = read_kernel_routes(&cfg.iface).unwrap_or_default();
 
         let steering = Steering::attach(&cfg.iface, cfg.attach).map_err(StackError::Load)?;

@@ -606,12 +606,32 @@ impl TcpStream {
         remote: SocketAddrV4,
         timeout: StdDuration,
     ) -> io::Result<TcpStream> {
+        Self::connect_timeout_on(handle, 0, remote, timeout)
+    }
+
+    /// [`connect_timeout`](Self::connect_timeout) from worker `worker`: the
+    /// connection lives on that worker's shard and takes its local port
+    /// from that shard's ephemeral slice.
+    pub fn connect_timeout_on(
+        handle: &StackHandle,
+        worker: usize,
+        remote: SocketAddrV4,
+        timeout: StdDuration,
+    ) -> io::Result<TcpStream> {
         let (tx, rx) = channel::unbounded();
-        handle.command(0, Command::Tcp(TcpCommand::Connect { remote, events: tx }))?;
+        handle.command(
+            worker,
+            Command::Tcp(TcpCommand::Connect { remote, events: tx }),
+        )?;
         match rx.recv_timeout(timeout) {
-            Ok(StreamEvent::Connected { id, local }) => {
-                Ok(TcpStream::new(handle.clone(), 0, id, local, remote, rx))
-            }
+            Ok(StreamEvent::Connected { id, local }) => Ok(TcpStream::new(
+                handle.clone(),
+                worker,
+                id,
+                local,
+                remote,
+                rx,
+            )),
             Ok(StreamEvent::Error(k)) => Err(kind_err(k, "connect failed")),
             Ok(_) => Err(kind_err(io::ErrorKind::Other, "unexpected event")),
             Err(RecvTimeoutError::Timeout) => {

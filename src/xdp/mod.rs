@@ -10,6 +10,7 @@
 //! - [`signals`]: detach on SIGINT/SIGTERM (a `sigwait` thread) and on panic.
 //! - [`impair`]: a tc (tcx) program that drops, duplicates and corrupts
 //!   packets on a veth for the loss tests.
+//! - [`ethtool`]: the RSS key and indirection table of an interface (ioctl).
 //! - [`epoll`]: epoll and non-blocking TCP connect for the kernel-socket TCP
 //!   baseline and load generators; here because it needs `unsafe` FFI.
 //! - [`mmsg`]: batched kernel-socket UDP I/O (`recvmmsg`/`sendmmsg`) for the
@@ -29,6 +30,7 @@
 //! ```
 
 pub mod epoll;
+pub mod ethtool;
 pub mod impair;
 pub mod loader;
 pub mod maps;
