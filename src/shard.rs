@@ -30,7 +30,10 @@
 //! Addressing: in shared mode the steering program only hands over the
 //! stack's ports and the kernel keeps ARP and ICMP; the peer's MAC is learnt
 //! from received frames or seeded from the kernel's table by the worker. In
-//! dedicated mode the shard owns the whole address.
+//! dedicated mode the shard owns the whole address and resolves next hops
+//! with its own ARP: a UDP send or a TCP segment (an active open's SYN)
+//! for a next hop without a MAC waits in the neighbour cache's bounded
+//! queue until the reply, and is dropped and counted if none comes.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
@@ -43,7 +46,7 @@ use crate::neighbor::{
     RoutingTable,
 };
 use crate::phy::{FrameBuf, Link};
-use crate::shard_tcp::{Demux, Origin, ShardTcp, TcpShardConfig, TcpShardCounters};
+use crate::shard_tcp::{Demux, Origin, ShardTcp, TcpShardConfig, TcpShardCounters, UNRESOLVED_MAC};
 use crate::tcp::IsnKey;
 use crate::time::{Duration, Instant};
 use crate::udp::{self, Checksum, RxDatagram, RxDecision, SocketId, UdpConfig, UdpCounters};
@@ -338,7 +341,7 @@ impl<F: FrameBuf> Shard<F> {
             rx_queue_limit: 1,
         });
         let neighbor = NeighborCache::new(cfg.neighbor, cfg.ip, cfg.mac);
-        let tcp = ShardTcp::new(
+        let mut tcp = ShardTcp::new(
             TcpShardConfig {
                 reset_unmatched: cfg.mode == AddressMode::Dedicated,
                 ..TcpShardConfig::new(cfg.ip, cfg.mac, cfg.mtu)
@@ -347,6 +350,7 @@ impl<F: FrameBuf> Shard<F> {
             None,
             now,
         );
+        tcp.set_park_unresolved(cfg.mode == AddressMode::Dedicated);
         let mut bound = Vec::with_capacity(65536);
         bound.resize_with(65536, || None);
         Shard {
@@ -401,7 +405,8 @@ impl<F: FrameBuf> Shard<F> {
 
     /// Replaces the TCP half (e.g. one with the stack's ISN key and port
     /// service); do it before traffic flows.
-    pub fn set_tcp(&mut self, tcp: ShardTcp) {
+    pub fn set_tcp(&mut self, mut tcp: ShardTcp) {
+        tcp.set_park_unresolved(self.core.cfg.mode == AddressMode::Dedicated);
         self.tcp = tcp;
     }
 
@@ -513,6 +518,7 @@ impl<F: FrameBuf> Shard<F> {
             ..
         } = self;
         // TCP: due timers, then every segment ready, into the batch.
+        let first_tcp = core.tx.len();
         let Core {
             cfg,
             neighbor,
@@ -532,6 +538,9 @@ impl<F: FrameBuf> Shard<F> {
                 tx_csum.push(None);
             },
         );
+        if core.cfg.mode == AddressMode::Dedicated {
+            core.park_unresolved_tcp(now, first_tcp);
+        }
         for &port in handler_ports.iter() {
             let Some(b) = bound[port as usize].as_mut() else {
                 continue;
@@ -965,6 +974,38 @@ impl<F: FrameBuf> Core<F> {
             }
         }
         Ok(())
+    }
+
+    /// Dedicated mode: TCP frames from `from` on that the TCP half addressed
+    /// to [`UNRESOLVED_MAC`] (no MAC for the next hop yet, e.g. an active
+    /// open's SYN) wait in the neighbour cache's bounded queue while ARP
+    /// resolves; the cache sends them on the reply, or drops and counts
+    /// them when resolution fails (the connection's retransmission then
+    /// asks again).
+    fn park_unresolved_tcp(&mut self, now: Instant, from: usize) {
+        let mut i = from;
+        while i < self.tx.len() {
+            if mac_at(self.tx[i].data(), 0) != UNRESOLVED_MAC {
+                i += 1;
+                continue;
+            }
+            let f = self.tx.remove(i);
+            self.tx_csum.remove(i);
+            // The TCP half builds untagged IPv4 frames.
+            let d = f.data();
+            let at = ETH_LEN + 16;
+            let dst = Ipv4Addr::new(d[at], d[at + 1], d[at + 2], d[at + 3]);
+            let hop = self.cfg.routes.next_hop(dst).unwrap_or(dst);
+            match self.neighbor.resolve(hop, f, now) {
+                Resolution::Ready(mac, mut f) => {
+                    f.data_mut()[0..6].copy_from_slice(&mac);
+                    self.tx.insert(i, f);
+                    self.tx_csum.insert(i, None);
+                    i += 1;
+                }
+                Resolution::Queued => {}
+            }
+        }
     }
 
     /// Carries out the neighbour cache's requests.

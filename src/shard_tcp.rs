@@ -41,11 +41,13 @@
 //!   [`Demux::Forward`] for the worker to hand over
 //!   ([`ShardTcp::set_forwarding`]); connection state never moves.
 //!
-//! Not done here: ARP for an active open's peer (the next hop's MAC comes
-//! from received frames or the shard's neighbour cache; in dedicated mode
-//! nothing asks for it), choosing an active open's port so a NIC's RSS
-//! steers the replies to the opening queue (on veth the peer's transmit
-//! queue decides, and forwarding covers it).
+//! Not done here: ARP (in dedicated mode a connection without a peer MAC
+//! hands its segments to the shard addressed to [`UNRESOLVED_MAC`], and
+//! the shard holds them in its neighbour cache while it resolves, see
+//! [`ShardTcp::set_park_unresolved`]), and choosing an active open's port
+//! so a NIC's RSS steers the replies to the opening queue (the port
+//! service does, [`crate::ports::ReplySteering`]; on veth the peer's
+//! transmit queue decides, and forwarding covers it).
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -249,6 +251,10 @@ impl From<ConnectError> for std::io::Error {
 /// and not the kernel.
 pub type PortHook = Box<dyn FnMut(u16, bool) + Send>;
 
+/// The destination MAC of segments sent before the peer's MAC is known
+/// (see [`ShardTcp::set_park_unresolved`]).
+pub const UNRESOLVED_MAC: Mac = [0; 6];
+
 /// How often a connection without a peer MAC asks the resolver again.
 const NO_ROUTE_RETRY: crate::time::Duration = crate::time::Duration::from_millis(10);
 
@@ -342,6 +348,8 @@ pub struct ShardTcp {
     port_hook: Option<PortHook>,
     /// Other shards exist: see [`ShardTcp::set_forwarding`].
     forwarding: bool,
+    /// See [`ShardTcp::set_park_unresolved`].
+    park_unresolved: bool,
     counters: TcpShardCounters,
 }
 
@@ -410,6 +418,7 @@ impl ShardTcp {
             ports,
             port_hook: None,
             forwarding: false,
+            park_unresolved: false,
             counters: TcpShardCounters::default(),
         }
     }
@@ -428,6 +437,18 @@ impl ShardTcp {
     /// a connection nobody has is dropped (counted) instead of reset.
     pub fn set_forwarding(&mut self, on: bool) {
         self.forwarding = on;
+    }
+
+    /// With `on`, a connection whose peer MAC the resolver does not know
+    /// still transmits: its segments (an active open's SYN) go to the sink
+    /// addressed to [`UNRESOLVED_MAC`], for the caller to hold in its
+    /// neighbour cache while ARP resolves (dedicated mode, where the shard
+    /// does its own ARP). The engine's retransmission timer runs as for
+    /// any sent segment, so a peer that never answers ARP ends in the
+    /// connection's SYN timeout. Off: such a connection waits, counted as
+    /// [`TcpShardDrop::NoRoute`].
+    pub fn set_park_unresolved(&mut self, on: bool) {
+        self.park_unresolved = on;
     }
 
     /// See [`PortHook`].
@@ -993,6 +1014,7 @@ impl ShardTcp {
             }
         }
         // Connections touched since the last call.
+        let park = self.park_unresolved.then_some(UNRESOLVED_MAC);
         let mut dirty = std::mem::take(&mut self.dirty);
         for &slot in &dirty {
             let g = self.slots[slot as usize].generation;
@@ -1006,7 +1028,7 @@ impl ShardTcp {
             }
             let mut blocked = false;
             let mut no_route = false;
-            match e.peer_mac {
+            match e.peer_mac.or(park) {
                 Some(peer) => {
                     let mut out = Out {
                         ip,
