@@ -389,17 +389,48 @@ impl<F: FrameBuf> Shard<F> {
     }
 
     /// A TCP frame another shard forwarded: processed only if one of this
-    /// shard's connections (or handshakes) owns it.
+    /// shard's connections (or handshakes) owns it. Also an ARP reply
+    /// another shard received (dedicated mode, see
+    /// [`share_arp_reply`](Self::share_arp_reply)): it completes this
+    /// shard's resolution of the sender if one is under way, and is not
+    /// answered.
     pub fn process_forwarded_tcp(&mut self, now: Instant, frame: &[u8]) {
         use crate::wire::frame::{parse, Frame, L4};
-        if let Ok(Frame::Ipv4(eth, ip, L4::Tcp(seg))) = parse(frame) {
-            self.tcp.on_segment_from(
-                now,
-                eth.src_addr.0,
-                ip.src_addr.into(),
-                &seg,
-                Origin::Forwarded,
-            );
+        match parse(frame) {
+            Ok(Frame::Ipv4(eth, ip, L4::Tcp(seg))) => {
+                self.tcp.on_segment_from(
+                    now,
+                    eth.src_addr.0,
+                    ip.src_addr.into(),
+                    &seg,
+                    Origin::Forwarded,
+                );
+            }
+            Ok(Frame::Arp(_, a))
+                if a.operation == ArpOperation::Reply
+                    && self.core.cfg.mode == AddressMode::Dedicated =>
+            {
+                let _ = self.core.neighbor.process_arp(&ArpPacket::from(&a), now);
+            }
+            _ => {}
+        }
+    }
+
+    /// Dedicated mode with several shards: an ARP reply lands on whichever
+    /// queue the NIC puts it (RSS does not hash ARP; on veth, the queue of
+    /// the CPU that answered), not necessarily that of the shard that
+    /// asked, so a copy goes to the others through the TCP forwarding
+    /// path; each learns it only if it is resolving that address.
+    fn share_arp_reply(&mut self, data: &[u8], hl: usize) {
+        let Some(f) = self.tcp_forward.as_mut() else {
+            return;
+        };
+        if self.core.cfg.mode != AddressMode::Dedicated {
+            return;
+        }
+        // ar$op (RFC 826) sits 6 bytes into the ARP header; 2 is a reply.
+        if data.get(hl + 6..hl + 8) == Some(&[0, 2][..]) {
+            f(data);
         }
     }
 
@@ -587,7 +618,10 @@ impl<F: FrameBuf> Shard<F> {
         let hl = eth.header_len();
         match eth.ethertype() {
             ethertype::IPV4 => {}
-            ethertype::ARP => return self.core.handle_arp(now, link, frame, hl),
+            ethertype::ARP => {
+                self.share_arp_reply(data, hl);
+                return self.core.handle_arp(now, link, frame, hl);
+            }
             _ => return self.core.drop_frame(link, frame, DropReason::Unsupported),
         }
         let ip = match self.core.parse_ipv4(data, hl) {

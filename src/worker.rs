@@ -73,7 +73,8 @@ pub enum Command {
     },
     /// A thread-side TCP handle's request ([`crate::api::tcp`]).
     Tcp(TcpCommand),
-    /// A TCP frame another worker had no connection for.
+    /// A TCP frame another worker had no connection for, or an ARP reply
+    /// it received (dedicated mode: the asking shard may be another).
     TcpForward(Vec<u8>),
 }
 

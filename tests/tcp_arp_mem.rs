@@ -2,7 +2,8 @@
 //! the in-memory link with a virtual clock: the shard sends an ARP request,
 //! holds the SYN in the neighbour cache's queue and sends it to the MAC of
 //! the reply; without a reply the held SYNs are dropped and counted after
-//! the last request, and the next retransmission asks again.
+//! the last request, and the next retransmission asks again. With several
+//! shards, a reply that lands on another shard's queue is shared.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
@@ -97,7 +98,24 @@ fn syn_waits_for_the_arp_reply() {
     now += Duration::from_millis(1);
     assert_eq!(received(&mut peer, now), (1, vec![]), "ARP, no SYN yet");
     assert_eq!(s.waiting_for(PEER_IP), 1);
-    // The peer answers.
+    inject_arp_reply(&mut peer, now);
+    now += Duration::from_millis(1);
+    step(&mut s, &mut link, now);
+    now += Duration::from_millis(1);
+    assert_eq!(received(&mut peer, now), (0, vec![PEER_MAC]));
+    assert_eq!(s.waiting_for(PEER_IP), 0);
+    // Later segments (the SYN's retransmission here) go straight out.
+    now += Duration::from_millis(1100);
+    step(&mut s, &mut link, now);
+    now += Duration::from_millis(1);
+    assert_eq!(received(&mut peer, now), (0, vec![PEER_MAC]));
+    let st = s.stats();
+    assert_eq!(st.neighbor.resolved, 1);
+    assert_eq!(st.shard.dropped(DropReason::Neighbor), 0);
+}
+
+/// The peer's ARP reply to the stack's request, sent on `peer`.
+fn inject_arp_reply(peer: &mut MemoryLink, now: Instant) {
     let mut b = vec![0u8; 128];
     let reply = ArpRepr {
         operation: ArpOperation::Reply,
@@ -117,19 +135,6 @@ fn syn_waits_for_the_arp_reply() {
     f.set_len(n);
     f.data_mut().copy_from_slice(&b[..n]);
     peer.send_batch(now, &mut vec![f]);
-    now += Duration::from_millis(1);
-    step(&mut s, &mut link, now);
-    now += Duration::from_millis(1);
-    assert_eq!(received(&mut peer, now), (0, vec![PEER_MAC]));
-    assert_eq!(s.waiting_for(PEER_IP), 0);
-    // Later segments (the SYN's retransmission here) go straight out.
-    now += Duration::from_millis(1100);
-    step(&mut s, &mut link, now);
-    now += Duration::from_millis(1);
-    assert_eq!(received(&mut peer, now), (0, vec![PEER_MAC]));
-    let st = s.stats();
-    assert_eq!(st.neighbor.resolved, 1);
-    assert_eq!(st.shard.dropped(DropReason::Neighbor), 0);
 }
 
 #[test]
@@ -158,4 +163,41 @@ fn held_syns_are_dropped_and_counted_when_nobody_answers() {
     assert_eq!(st.shard.dropped(DropReason::Neighbor), 2, "{st:?}");
     assert_eq!(s.waiting_for(PEER_IP), 1, "{st:?}");
     assert_eq!(link.outstanding(), 1, "only the held SYN's frame is out");
+}
+
+#[test]
+fn an_arp_reply_on_another_shards_queue_reaches_the_asking_shard() {
+    use std::sync::{Arc, Mutex};
+    // Two shards, each on its own queue (link); shard 1 opens, the peer's
+    // reply arrives on queue 0 (as a NIC puts ARP, which RSS does not hash).
+    let (mut link0, mut peer0) = pair(MemoryConfig::default());
+    let (mut link1, mut peer1) = pair(MemoryConfig::default());
+    let (mut s0, mut s1) = (shard(), shard());
+    let to_s1: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+    let q = to_s1.clone();
+    s0.set_tcp_forward(Box::new(move |f: &[u8]| q.lock().unwrap().push(f.to_vec())));
+    s1.set_tcp_forward(Box::new(|_: &[u8]| {}));
+    let mut now = Instant::ZERO;
+    s1.tcp_mut()
+        .connect(now, SocketAddrV4::new(PEER_IP, 80), 0, None)
+        .unwrap();
+    step(&mut s1, &mut link1, now);
+    now += Duration::from_millis(1);
+    assert_eq!(received(&mut peer1, now), (1, vec![]));
+    inject_arp_reply(&mut peer0, now);
+    now += Duration::from_millis(1);
+    step(&mut s0, &mut link0, now);
+    let forwarded: Vec<Vec<u8>> = std::mem::take(&mut *to_s1.lock().unwrap());
+    assert_eq!(forwarded.len(), 1, "the reply is shared");
+    for f in &forwarded {
+        s1.process_forwarded_tcp(now, f);
+    }
+    step(&mut s1, &mut link1, now);
+    now += Duration::from_millis(1);
+    assert_eq!(received(&mut peer1, now), (0, vec![PEER_MAC]));
+    // Shard 0 was not resolving the peer: it learnt nothing from the
+    // reply, and answered nothing.
+    assert_eq!(s0.stats().neighbor.resolved, 0);
+    assert_eq!(received(&mut peer0, now), (0, vec![]));
+    assert_eq!(s1.stats().neighbor.resolved, 1);
 }

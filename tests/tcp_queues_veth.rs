@@ -71,6 +71,17 @@ fn echo_through(c: &mut TcpStream, data: &[u8]) -> Vec<u8> {
 
 #[test]
 fn active_opens_from_two_workers_on_two_queues() {
+    active_opens_from_two_workers(false);
+}
+
+/// The same with a dedicated address: each worker resolves the server
+/// with its own ARP first.
+#[test]
+fn active_opens_from_two_workers_on_two_queues_dedicated() {
+    active_opens_from_two_workers(true);
+}
+
+fn active_opens_from_two_workers(dedicated: bool) {
     const PER_WORKER: usize = 4;
     const LEN: usize = 256 << 10;
     let t = Topo::new("tq", &["--queues", "2", "--xps"]);
@@ -91,19 +102,22 @@ fn active_opens_from_two_workers_on_two_queues() {
         .read_line(&mut line)
         .unwrap();
     assert_eq!(line.trim(), "ready");
-    // Shared mode learns the peer's MAC from the kernel's table.
-    let neigh = Command::new("ip")
-        .args(["neigh", "replace", t.get("PEER_IP"), "lladdr"])
-        .args([t.get("PEER_MAC"), "dev", t.host_if(), "nud", "reachable"])
-        .status()
-        .expect("ip neigh");
-    assert!(neigh.success());
+    if !dedicated {
+        // Shared mode learns the peer's MAC from the kernel's table.
+        let neigh = Command::new("ip")
+            .args(["neigh", "replace", t.get("PEER_IP"), "lladdr"])
+            .args([t.get("PEER_MAC"), "dev", t.host_if(), "nud", "reachable"])
+            .status()
+            .expect("ip neigh");
+        assert!(neigh.success());
+    }
 
     let stop = Arc::new(AtomicBool::new(false));
     let cfg = StackConfig {
         queues: 2,
         cores: vec![0, 1],
         attach: AttachMode::Native,
+        ip: dedicated.then(|| t.spare_ip().parse().unwrap()),
         ..StackConfig::new(t.host_if())
     };
     let stack = Stack::start(&cfg, stop.clone()).expect("stack");
@@ -151,7 +165,7 @@ fn active_opens_from_two_workers_on_two_queues() {
     assert_eq!(reports.len(), 2);
     let tcp: Vec<_> = reports.iter().map(|r| r.shard.tcp).collect();
     eprintln!(
-        "{} x {} KiB echoed in {took:?}; worker 0: connected {} forwarded {}; \
+        "dedicated {dedicated}: {} x {} KiB echoed in {took:?}; worker 0: connected {} forwarded {}; \
          worker 1: connected {} forwarded {}",
         2 * PER_WORKER,
         LEN >> 10,
@@ -166,4 +180,9 @@ fn active_opens_from_two_workers_on_two_queues() {
     // The server's own sends leave from CPU 0, so replies to worker 1's
     // connections reach queue 0 too and cross to worker 1.
     assert!(tcp[0].forwarded > 0, "nothing crossed: {tcp:?}");
+    if dedicated {
+        for r in &reports {
+            assert!(r.shard.neighbor.resolved >= 1, "{r:?}");
+        }
+    }
 }
