@@ -520,6 +520,8 @@ impl<F: FrameBuf> Shard<F> {
             tx_csum,
             ..
         } = core;
+        // Handlers' own active opens first, so their SYNs leave now.
+        tcp.poll_handlers(now);
         tcp.poll_transmit(
             now,
             link,
