@@ -197,6 +197,11 @@ struct BenchTcpArgs {
     /// Interface for the xdpstack client.
     #[arg(long)]
     iface: Option<String>,
+    /// Dedicated mode for the xdpstack client: this address (not
+    /// configured on the interface), ARP included. Without it, shared mode
+    /// on the interface's address.
+    #[arg(long)]
+    ip: Option<Ipv4Addr>,
     /// XDP attach mode (xdpstack client).
     #[arg(long = "xdp-mode", value_enum, default_value_t = XdpModeArg::Auto)]
     xdp_mode: XdpModeArg,
@@ -467,6 +472,7 @@ fn bench_tcp(kind: TcpBenchKind, a: BenchTcpArgs) -> Result<(), String> {
                 .ok_or("--client xdpstack needs --iface")?;
             let xcfg = xdpstack::loadgen::tcp_xdp::TcpXdpConfig {
                 iface: iface.to_string(),
+                ip: a.ip,
                 bench: cfg,
                 attach: a.xdp_mode.into(),
                 poll: a.poll.into(),

@@ -42,8 +42,8 @@
 //!   ([`ShardTcp::set_forwarding`]); connection state never moves.
 //!
 //! Not done here: ARP for an active open's peer (the next hop's MAC comes
-//! from received frames or the shard's neighbour cache; in dedicated mode
-//! nothing asks for it), choosing an active open's port so a NIC's RSS
+//! from received frames or the caller's resolver; the shard's asks for it
+//! in dedicated mode), choosing an active open's port so a NIC's RSS
 //! steers the replies to the opening queue (on veth the peer's transmit
 //! queue decides, and forwarding covers it).
 

@@ -241,3 +241,37 @@ fn xdpstack_on_both_ends() {
     );
     assert_eq!(w["tcp_drop_no_route"], 0, "{w:?}");
 }
+
+/// The client in dedicated mode on an address the namespace's kernel does
+/// not have: it resolves the server's MAC with its own ARP request and
+/// answers the kernel's for its address.
+#[test]
+fn dedicated_client_against_the_kernel_echo() {
+    let t = topo();
+    let server = KernelEcho::start(t.host_ip());
+    let ip = t.spare_ip();
+    let mut connections = 0;
+    for (kind, conns) in [("tcp-rr", 2), ("tcp-crr", 4)] {
+        let r = client(&t, kind, conns, 64, &["--ip", &ip]);
+        assert!(r.num("completed") > 0.0, "{}", r.line);
+        assert_eq!(r.num("lost"), 0.0, "{}", r.line);
+        connections += if kind == "tcp-rr" {
+            conns as u64
+        } else {
+            r.num("completed") as u64
+        };
+    }
+    let stats = server.stop();
+    assert_eq!(stats["errors"], 0, "{stats:?}");
+    assert!(stats["accepted"] >= connections, "{stats:?}");
+    // The kernel learnt the client's address at the peer interface's MAC.
+    let neigh = Command::new("ip")
+        .args(["neigh", "show", &ip, "dev", t.host_if()])
+        .output()
+        .expect("ip neigh");
+    let neigh = String::from_utf8_lossy(&neigh.stdout).to_lowercase();
+    assert!(
+        neigh.contains(&t.get("PEER_MAC").to_lowercase()),
+        "{ip}: {neigh}"
+    );
+}

@@ -33,8 +33,11 @@
 //! The target's MAC: shared mode leaves ARP to the kernel, so the client
 //! makes the kernel resolve the next hop (one datagram to the discard
 //! port) and reads its neighbour table before the first SYN; the worker
-//! keeps seeding the shard's cache from it. Latency is measured with the
-//! monotonic clock at nanosecond resolution.
+//! keeps seeding the shard's cache from it. In dedicated mode (`ip`) the
+//! shard resolves it with its own ARP request when the first SYN waits
+//! for it, and every port of the address is the client's (no per-open
+//! steering update). Latency is measured with the monotonic clock at
+//! nanosecond resolution.
 
 use std::io;
 use std::net::Ipv4Addr;
@@ -62,8 +65,12 @@ use crate::xdp::{AttachMode, PollMode, Proto, Steering, XsConfig, XskConfig};
 /// Settings of the xdpstack TCP client.
 #[derive(Debug, Clone)]
 pub struct TcpXdpConfig {
-    /// Interface to attach to (its address is the client's).
+    /// Interface to attach to.
     pub iface: String,
+    /// Dedicated mode with this address (one the kernel does not have):
+    /// the client answers and sends ARP for it itself. `None`: shared
+    /// mode on the interface's address.
+    pub ip: Option<Ipv4Addr>,
     /// The benchmark; `bind` and `busy_poll` do not apply (the interface's
     /// address; `poll`).
     pub bench: TcpBenchConfig,
@@ -719,11 +726,17 @@ pub fn run(cfg: &TcpXdpConfig, stop: &AtomicBool) -> io::Result<Report> {
         core_affinity::set_for_current(core_affinity::CoreId { id: c });
     }
     let (mac, mtu) = iface_mac_mtu(&cfg.iface)?;
-    let ip = iface_ipv4(&cfg.iface)?;
+    let (mode, ip) = match cfg.ip {
+        Some(ip) => (AddressMode::Dedicated, ip),
+        None => (AddressMode::Shared, iface_ipv4(&cfg.iface)?),
+    };
     let routes = read_kernel_routes(&cfg.iface).unwrap_or_default();
     let target_ip = *bench.target.ip();
     let hop = routes.next_hop(target_ip).unwrap_or(target_ip);
-    let peer_mac = kernel_mac(&cfg.iface, target_ip, hop)?;
+    let peer_mac = match mode {
+        AddressMode::Shared => Some(kernel_mac(&cfg.iface, target_ip, hop)?),
+        AddressMode::Dedicated => None,
+    };
 
     let kernel_range =
         ports::read_kernel_local_port_range().unwrap_or(ports::PortRange::KERNEL_DEFAULT_LOCAL);
@@ -734,37 +747,44 @@ pub fn run(cfg: &TcpXdpConfig, stop: &AtomicBool) -> io::Result<Report> {
     .shared();
     let steering = Steering::attach(&cfg.iface, cfg.attach).map_err(io::Error::other)?;
     let maps = steering.maps().clone();
-    maps.set_config(XsConfig::SHARED)
-        .map_err(io::Error::other)?;
+    let xs = match mode {
+        AddressMode::Shared => XsConfig::SHARED,
+        AddressMode::Dedicated => XsConfig::dedicated(ip),
+    };
+    maps.set_config(xs).map_err(io::Error::other)?;
     let xc = XskConfig {
         poll: cfg.poll,
         ..XskConfig::new(&cfg.iface, 0)
     };
     let mut link = open_link(&xc, &maps).map_err(io::Error::other)?;
     let now = Instant::now_monotonic();
-    let mut scfg = ShardConfig::new(AddressMode::Shared, ip, mac, mtu);
+    let mut scfg = ShardConfig::new(mode, ip, mac, mtu);
     scfg.routes = routes;
     let mut shard: Shard<crate::xdp::Frame> = Shard::new(scfg, now);
-    shard.learn_neighbor(hop, peer_mac, now);
+    if let Some(m) = peer_mac {
+        shard.learn_neighbor(hop, m, now);
+    }
     let mut tcp = ShardTcp::new(
         TcpShardConfig {
-            reset_unmatched: false,
+            reset_unmatched: mode == AddressMode::Dedicated,
             ..TcpShardConfig::new(ip, mac, mtu)
         },
         IsnKey::random(),
         Some(ps),
         now,
     );
-    // Each open's port is steered to the stack while it is in use.
-    let m = maps.clone();
-    tcp.set_port_hook(Box::new(move |port, add| {
-        let _ = if add {
-            m.add_port(Proto::Tcp, port)
-        } else {
-            m.remove_port(Proto::Tcp, port)
-        };
-    }));
-    let handle = install(&mut tcp, bench, Some(peer_mac));
+    if mode == AddressMode::Shared {
+        // Each open's port is steered to the stack while it is in use.
+        let m = maps.clone();
+        tcp.set_port_hook(Box::new(move |port, add| {
+            let _ = if add {
+                m.add_port(Proto::Tcp, port)
+            } else {
+                m.remove_port(Proto::Tcp, port)
+            };
+        }));
+    }
+    let handle = install(&mut tcp, bench, peer_mac);
     shard.set_tcp(tcp);
 
     let lc = LoopConfig {
@@ -773,7 +793,7 @@ pub fn run(cfg: &TcpXdpConfig, stop: &AtomicBool) -> io::Result<Report> {
         core: bench.core,
         poll: cfg.poll,
         stats_every: None,
-        kernel_neighbors: Some(cfg.iface.clone()),
+        kernel_neighbors: (mode == AddressMode::Shared).then(|| cfg.iface.clone()),
     };
     let (_tx, commands) = crossbeam::channel::unbounded();
     let done = &handle.done;
@@ -863,6 +883,46 @@ mod tests {
             self.shard.poll(now, &mut self.link);
             self.shard.flush(now, &mut self.link);
         }
+    }
+
+    /// Both ends in dedicated mode (each answers ARP for its address) and
+    /// the client not told the server's MAC: its first SYN waits for the
+    /// shard's own ARP request.
+    #[test]
+    fn dedicated_mode_resolves_the_peer_itself() {
+        let (a, b) = pair(MemoryConfig::default());
+        let mut ctcp = tcp_half(C_IP, C_MAC, true);
+        let c = cfg(TcpBenchKind::Crr, 2, 64);
+        let handle = install(&mut ctcp, &c, None);
+        let mut stcp = tcp_half(S_IP, S_MAC, false);
+        let h = stcp.add_handler(Box::<TcpEcho>::default());
+        assert!(stcp.listen(7, h));
+        let side = |ip, mac, link, tcp| {
+            let now = Instant::now_monotonic();
+            let mut shard =
+                Shard::new(ShardConfig::new(AddressMode::Dedicated, ip, mac, 1500), now);
+            shard.set_tcp(tcp);
+            Side {
+                shard,
+                link,
+                rx: Vec::new(),
+            }
+        };
+        let mut cs = side(C_IP, C_MAC, a, ctcp);
+        let mut ss = side(S_IP, S_MAC, b, stcp);
+        let deadline = StdInstant::now() + Duration::from_secs(20);
+        while !handle.done.load(Ordering::Relaxed) {
+            assert!(StdInstant::now() < deadline, "the client never finished");
+            cs.step();
+            ss.step();
+        }
+        let o = handle.out.lock().unwrap().take().unwrap();
+        let r = report(&c, o).unwrap();
+        assert!(r.completed > 20, "{}", r.summary());
+        assert_eq!(r.lost, 0, "{}", r.summary());
+        let st = cs.shard.stats();
+        assert!(st.shard.arp_requests >= 1, "{}", st.to_kv());
+        assert!(st.tcp.dropped(crate::shard_tcp::TcpShardDrop::NoRoute) >= 1);
     }
 
     fn tcp_half(ip: Ipv4Addr, mac: Mac, ports: bool) -> ShardTcp {
