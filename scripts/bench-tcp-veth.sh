@@ -13,7 +13,10 @@
 # checksums and frames within the MTU), and restored after them.
 #
 #   scripts/bench-tcp-veth.sh [--rounds N] [--duration S] [--xdp-mode auto|native|generic]
-#                             [--payload B] [--out DIR]
+#                             [--poll busy|wakeup] [--payload B] [--out DIR]
+#
+# --poll applies to the xdpstack server and the xdpstack client (see
+# bench-veth.sh on busy-polling a loaded machine).
 #
 # Needs root. JSON lines go to DIR/results.jsonl (default
 # results/bench-tcp-veth-<UTC time>/), the table of medians to DIR/table.txt,
@@ -25,6 +28,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 rounds=3
 duration=5
 mode=auto
+poll=busy
 payload=64
 out=""
 while [[ $# -gt 0 ]]; do
@@ -32,9 +36,10 @@ while [[ $# -gt 0 ]]; do
 	--rounds) rounds=$2; shift 2 ;;
 	--duration) duration=$2; shift 2 ;;
 	--xdp-mode) mode=$2; shift 2 ;;
+	--poll) poll=$2; shift 2 ;;
 	--payload) payload=$2; shift 2 ;;
 	--out) out=$2; shift 2 ;;
-	*) sed -n '2,22p' "$0" >&2; exit 2 ;;
+	*) sed -n '2,25p' "$0" >&2; exit 2 ;;
 	esac
 done
 
@@ -65,7 +70,7 @@ start_server() {
 	local kind=$1 log="$out/server-$1.log" ready
 	case $kind in
 	xdpstack)
-		"$bin" serve --iface "$HOST_IF" --tcp-echo "$port" --cores 0 --xdp-mode "$mode" >"$log" 2>&1 &
+		"$bin" serve --iface "$HOST_IF" --tcp-echo "$port" --cores 0 --xdp-mode "$mode" --poll "$poll" >"$log" 2>&1 &
 		ready="serving on" ;;
 	kernel)
 		"$bin" baseline kernel-tcp-echo --bind "$HOST_IP:$port" --core 0 --busy-poll >"$log" 2>&1 &
@@ -91,7 +96,7 @@ stop_server() {
 run_client() {
 	local server=$1 client=$2 kind=$3 conns=$4 size=$5 xdp=()
 	if [[ $client == xdpstack ]]; then
-		xdp=(--client xdpstack --iface "$PEER_IF" --xdp-mode "$mode")
+		xdp=(--client xdpstack --iface "$PEER_IF" --xdp-mode "$mode" --poll "$poll")
 	fi
 	ip netns exec "$NS" "$bin" bench "$kind" --target "$HOST_IP:$port" \
 		--duration "$duration" --payload "$size" --connections "$conns" \
@@ -122,7 +127,7 @@ cells() {
 	run_client "$server" "$client" tcp-stream 1 65536 || echo "round $round $server/$client tcp-stream failed" >&2
 }
 
-echo "bench-tcp-veth: $rounds round(s) of ${duration}s, payload $payload, xdp mode $mode, results in $out"
+echo "bench-tcp-veth: $rounds round(s) of ${duration}s, payload $payload, xdp mode $mode, poll $poll, results in $out"
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 for round in $(seq "$rounds"); do
 	for server in xdpstack kernel; do
