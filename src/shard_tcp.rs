@@ -42,8 +42,8 @@
 //!   ([`ShardTcp::set_forwarding`]); connection state never moves.
 //!
 //! Not done here: ARP for an active open's peer (the next hop's MAC comes
-//! from received frames or the shard's neighbour cache; in dedicated mode
-//! nothing asks for it), choosing an active open's port so a NIC's RSS
+//! from received frames or the caller's resolver; the shard's asks for it
+//! in dedicated mode), choosing an active open's port so a NIC's RSS
 //! steers the replies to the opening queue (on veth the peer's transmit
 //! queue decides, and forwarding covers it).
 
@@ -51,7 +51,9 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use crate::api::tcp::{ConnId, StreamBridge, StreamEvent, TcpCommand, TcpConn, TcpHandler};
+use crate::api::tcp::{
+    ConnId, StreamBridge, StreamEvent, TcpCommand, TcpConn, TcpHandler, TcpOpen,
+};
 use crate::conntable::{ConnKey, ConnTable};
 use crate::neighbor::Mac;
 use crate::phy::{FrameBuf, Link};
@@ -539,6 +541,17 @@ impl ShardTcp {
         if handler >= self.handlers.len() && handler != STREAMS {
             return Err(ConnectError::NoHandler);
         }
+        self.open(now, remote, handler, mac)
+    }
+
+    /// [`ShardTcp::connect`] for a handler known to exist.
+    fn open(
+        &mut self,
+        now: Instant,
+        remote: SocketAddrV4,
+        handler: HandlerId,
+        mac: Option<Mac>,
+    ) -> Result<ConnId, ConnectError> {
         if self.table.len() >= self.table.capacity() {
             self.count(TcpShardDrop::TableFull);
             return Err(ConnectError::TableFull);
@@ -573,6 +586,28 @@ impl ShardTcp {
                 Err(ConnectError::TableFull)
             }
         }
+    }
+
+    /// Calls every handler's [`TcpHandler::poll`]; the connections one
+    /// opens there are its own.
+    pub fn poll_handlers(&mut self, now: Instant) {
+        if self.handlers.is_empty() {
+            return;
+        }
+        // Taken out for the calls so a handler can open connections through
+        // the shard meanwhile (opening calls no handler back).
+        let mut handlers = std::mem::take(&mut self.handlers);
+        for (handler, h) in handlers.iter_mut().enumerate() {
+            h.poll(
+                now,
+                &mut Opener {
+                    tcp: self,
+                    handler,
+                    now,
+                },
+            );
+        }
+        self.handlers = handlers;
     }
 
     /// Runs `f` on connection `id` as its handler would (to send, close or
@@ -1162,6 +1197,20 @@ impl ShardTcp {
             }
         }
         self.expired = expired;
+    }
+}
+
+/// The [`TcpOpen`] of [`ShardTcp::poll_handlers`]: active opens for one
+/// handler.
+struct Opener<'a> {
+    tcp: &'a mut ShardTcp,
+    handler: HandlerId,
+    now: Instant,
+}
+
+impl TcpOpen for Opener<'_> {
+    fn connect(&mut self, remote: SocketAddrV4, mac: Option<Mac>) -> Result<ConnId, ConnectError> {
+        self.tcp.open(self.now, remote, self.handler, mac)
     }
 }
 
