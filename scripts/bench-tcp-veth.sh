@@ -1,24 +1,34 @@
 #!/usr/bin/env bash
 # TCP over a veth pair, side by side and alternating: xdpstack
 # `serve --tcp-echo` vs the kernel's epoll echo (`baseline kernel-tcp-echo
-# --busy-poll`), each driven by the same kernel-socket client in the peer
-# namespace (`bench tcp-rr` with 1 and 16 connections, `tcp-crr` with 16
-# slots, `tcp-stream` with one connection). Server pinned to CPU 0, client
+# --busy-poll`), each driven by the same clients in the peer namespace:
+# kernel sockets (interop) and xdpstack itself on the peer interface
+# (`--client xdpstack`: xdpstack on both ends, the stack's own limit). Four
+# cells each: `bench tcp-rr` with 1 and 16 connections, `tcp-crr` with 16
+# slots, `tcp-stream` with one connection. Server pinned to CPU 0, client
 # to CPU 1. The peer's TSO/GSO is off (`veth.sh --no-tso`): in generic XDP
 # mode its super-segments would not fit a frame; both servers see the same
-# segment sizes.
+# segment sizes. For the xdpstack client's rows the host side's checksum
+# offload, TSO and GSO are off as well (its AF_XDP socket needs full
+# checksums and frames within the MTU), and restored after them.
 #
 #   scripts/bench-tcp-veth.sh [--rounds N] [--duration S] [--xdp-mode auto|native|generic]
-#                             [--payload B] [--out DIR]
+#                             [--poll busy|wakeup] [--payload B] [--out DIR]
+#
+# --poll applies to the xdpstack server and the xdpstack client (see
+# bench-veth.sh on busy-polling a loaded machine).
 #
 # Needs root. JSON lines go to DIR/results.jsonl (default
-# results/bench-tcp-veth-<UTC time>/), the table of medians to DIR/table.txt.
+# results/bench-tcp-veth-<UTC time>/), the table of medians to DIR/table.txt,
+# with the load average at the start and the end (busy-polling ends lose
+# their cores to other work on a loaded machine).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 rounds=3
 duration=5
 mode=auto
+poll=busy
 payload=64
 out=""
 while [[ $# -gt 0 ]]; do
@@ -26,9 +36,10 @@ while [[ $# -gt 0 ]]; do
 	--rounds) rounds=$2; shift 2 ;;
 	--duration) duration=$2; shift 2 ;;
 	--xdp-mode) mode=$2; shift 2 ;;
+	--poll) poll=$2; shift 2 ;;
 	--payload) payload=$2; shift 2 ;;
 	--out) out=$2; shift 2 ;;
-	*) sed -n '2,15p' "$0" >&2; exit 2 ;;
+	*) sed -n '2,25p' "$0" >&2; exit 2 ;;
 	esac
 done
 
@@ -59,7 +70,7 @@ start_server() {
 	local kind=$1 log="$out/server-$1.log" ready
 	case $kind in
 	xdpstack)
-		"$bin" serve --iface "$HOST_IF" --tcp-echo "$port" --cores 0 --xdp-mode "$mode" >"$log" 2>&1 &
+		"$bin" serve --iface "$HOST_IF" --tcp-echo "$port" --cores 0 --xdp-mode "$mode" --poll "$poll" >"$log" 2>&1 &
 		ready="serving on" ;;
 	kernel)
 		"$bin" baseline kernel-tcp-echo --bind "$HOST_IP:$port" --core 0 --busy-poll >"$log" 2>&1 &
@@ -83,43 +94,90 @@ stop_server() {
 }
 
 run_client() {
-	local server=$1 kind=$2 conns=$3 size=$4
+	local server=$1 client=$2 kind=$3 conns=$4 size=$5 xdp=()
+	if [[ $client == xdpstack ]]; then
+		xdp=(--client xdpstack --iface "$PEER_IF" --xdp-mode "$mode" --poll "$poll")
+	fi
 	ip netns exec "$NS" "$bin" bench "$kind" --target "$HOST_IP:$port" \
 		--duration "$duration" --payload "$size" --connections "$conns" \
-		--core 1 --server-label "$server" --json | tee -a "$results"
+		--core 1 --server-label "$server" "${xdp[@]}" --json | tee -a "$results"
 }
 
-echo "bench-tcp-veth: $rounds round(s) of ${duration}s, payload $payload, xdp mode $mode, results in $out"
+# The host side's offloads as they were, restored after the xdpstack
+# client's rows.
+offload() {
+	ethtool -k "$HOST_IF" | awk -v f="$1" '$1 == f":" { print $2 }'
+}
+host_tx=$(offload tx-checksumming)
+host_tso=$(offload tcp-segmentation-offload)
+host_gso=$(offload generic-segmentation-offload)
+host_offloads() {
+	if [[ $1 == off ]]; then
+		ethtool -K "$HOST_IF" tx off tso off gso off >/dev/null
+	else
+		ethtool -K "$HOST_IF" tx "$host_tx" tso "$host_tso" gso "$host_gso" >/dev/null 2>&1 || true
+	fi
+}
+
+cells() {
+	local round=$1 server=$2 client=$3
+	run_client "$server" "$client" tcp-rr 1 "$payload" || echo "round $round $server/$client tcp-rr/1 failed" >&2
+	run_client "$server" "$client" tcp-rr 16 "$payload" || echo "round $round $server/$client tcp-rr/16 failed" >&2
+	run_client "$server" "$client" tcp-crr 16 "$payload" || echo "round $round $server/$client tcp-crr/16 failed" >&2
+	run_client "$server" "$client" tcp-stream 1 65536 || echo "round $round $server/$client tcp-stream failed" >&2
+}
+
+echo "bench-tcp-veth: $rounds round(s) of ${duration}s, payload $payload, xdp mode $mode, poll $poll, results in $out"
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 for round in $(seq "$rounds"); do
 	for server in xdpstack kernel; do
 		start_server "$server"
-		run_client "$server" tcp-rr 1 "$payload" || echo "round $round $server tcp-rr/1 failed" >&2
-		run_client "$server" tcp-rr 16 "$payload" || echo "round $round $server tcp-rr/16 failed" >&2
-		run_client "$server" tcp-crr 16 "$payload" || echo "round $round $server tcp-crr/16 failed" >&2
-		run_client "$server" tcp-stream 1 65536 || echo "round $round $server tcp-stream failed" >&2
+		cells "$round" "$server" kernel
+		host_offloads off
+		cells "$round" "$server" xdpstack
+		host_offloads restore
 		stop_server
 		sleep 1
 	done
 done
+load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 
-python3 - "$results" <<'PY' | tee "$out/table.txt"
+python3 - "$results" "$load_start" "$load_end" "$(nproc)" <<'PY' | tee "$out/table.txt"
 import json, sys, statistics as st
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-def med(server, kind, conns, key):
-    v = [r[key] for r in rows if r["server"] == server and r["kind"] == kind and r["inflight"] == conns]
+print("load average (1/5/15 min) at start %s, at end %s, on %s cores" % tuple(sys.argv[2:5]))
+def med(client, server, kind, conns, key):
+    v = [r[key] for r in rows if r["client"] == client and r["server"] == server
+         and r["kind"] == kind and r["inflight"] == conns]
     return st.median(v) if v else float("nan")
 def ratio(a, b):
     return a / b if b and b == b and a == a else float("nan")
-print("medians per cell; kernel client; rate = transactions/s (rr), connections/s (crr), Gbit/s (stream)")
-hdr = "%-10s %5s | %12s %12s %7s | %9s %9s %9s %9s %7s" % (
-    "bench", "conns", "xdpstack", "kernel", "x/k", "p50 x", "p50 k", "p99 x", "p99 k", "p99x/k")
+cells = (("tcp-rr", 1), ("tcp-rr", 16), ("tcp-crr", 16), ("tcp-stream", 1))
+pairs = (("kernel", "xdpstack"), ("kernel", "kernel"), ("xdpstack", "xdpstack"), ("xdpstack", "kernel"))
+print("medians per cell; columns are client->server (k = kernel sockets, x = xdpstack)")
+print("rate = transactions/s (rr), connections/s (crr), Gbit/s (stream); x/k = xdpstack server over kernel server,")
+print("same client; xx/kk = xdpstack on both ends over the kernel on both ends")
+hdr = "%-10s %5s | %11s %11s %6s | %11s %11s %6s | %6s" % (
+    "bench", "conns", "k->x", "k->k", "x/k", "x->x", "x->k", "x/k", "xx/kk")
 print(hdr)
 print("-" * len(hdr))
-for kind, conns in (("tcp-rr", 1), ("tcp-rr", 16), ("tcp-crr", 16), ("tcp-stream", 1)):
+for kind, conns in cells:
     key = "gbit_s" if kind == "tcp-stream" else "per_s"
-    x, k = med("xdpstack", kind, conns, key), med("kernel", kind, conns, key)
-    p50x, p50k = med("xdpstack", kind, conns, "p50_us"), med("kernel", kind, conns, "p50_us")
-    p99x, p99k = med("xdpstack", kind, conns, "p99_us"), med("kernel", kind, conns, "p99_us")
-    print("%-10s %5d | %12.2f %12.2f %7.2f | %9.1f %9.1f %9.1f %9.1f %7.3f" % (
-        kind, conns, x, k, ratio(x, k), p50x, p50k, p99x, p99k, ratio(p99x, p99k)))
+    kx, kk, xx, xk = (med(c, s, kind, conns, key) for c, s in pairs)
+    print("%-10s %5d | %11.2f %11.2f %6.2f | %11.2f %11.2f %6.2f | %6.2f" % (
+        kind, conns, kx, kk, ratio(kx, kk), xx, xk, ratio(xx, xk), ratio(xx, kk)))
+print()
+print("latency (us), same cells: p50 and p99 per client->server")
+hdr = "%-10s %5s | %7s %7s %7s %7s | %8s %8s %8s %8s | %6s %6s" % (
+    "bench", "conns", "p50 k->x", "k->k", "x->x", "x->k", "p99 k->x", "k->k", "x->x", "x->k",
+    "p99x/k", "xx/kk")
+print(hdr)
+print("-" * len(hdr))
+for kind, conns in cells:
+    if kind == "tcp-stream":
+        continue
+    p50 = [med(c, s, kind, conns, "p50_us") for c, s in pairs]
+    p99 = [med(c, s, kind, conns, "p99_us") for c, s in pairs]
+    print("%-10s %5d | %8.1f %7.1f %7.1f %7.1f | %8.1f %8.1f %8.1f %8.1f | %6.3f %6.3f" % (
+        kind, conns, *p50, *p99, ratio(p99[0], p99[1]), ratio(p99[2], p99[1])))
 PY

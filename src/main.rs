@@ -191,11 +191,28 @@ struct BenchTcpArgs {
     /// Label for the server in the report (e.g. kernel, xdpstack).
     #[arg(long, default_value = "")]
     server_label: String,
+    /// Which client drives the load.
+    #[arg(long, value_enum, default_value_t = ClientArg::Kernel)]
+    client: ClientArg,
+    /// Interface for the xdpstack client.
+    #[arg(long)]
+    iface: Option<String>,
+    /// Dedicated mode for the xdpstack client: this address (not
+    /// configured on the interface), ARP included. Without it, shared mode
+    /// on the interface's address.
+    #[arg(long)]
+    ip: Option<Ipv4Addr>,
+    /// XDP attach mode (xdpstack client).
+    #[arg(long = "xdp-mode", value_enum, default_value_t = XdpModeArg::Auto)]
+    xdp_mode: XdpModeArg,
+    /// How the xdpstack client waits for packets.
+    #[arg(long, value_enum, default_value_t = PollArg::Busy)]
+    poll: PollArg,
 }
 
 #[derive(Copy, Clone, Debug, ValueEnum, PartialEq, Eq)]
 enum ClientArg {
-    /// Kernel UDP sockets.
+    /// The kernel's sockets.
     Kernel,
     /// xdpstack itself on an AF_XDP socket (needs --iface).
     Xdpstack,
@@ -446,7 +463,24 @@ fn bench_tcp(kind: TcpBenchKind, a: BenchTcpArgs) -> Result<(), String> {
         CrrCloseArg::Reset => CrrClose::Reset,
         CrrCloseArg::Fin => CrrClose::Fin,
     };
-    let mut report = run_kernel_client(&cfg).map_err(|e| e.to_string())?;
+    let mut report = match a.client {
+        ClientArg::Kernel => run_kernel_client(&cfg).map_err(|e| e.to_string())?,
+        ClientArg::Xdpstack => {
+            let iface = a
+                .iface
+                .as_deref()
+                .ok_or("--client xdpstack needs --iface")?;
+            let xcfg = xdpstack::loadgen::tcp_xdp::TcpXdpConfig {
+                iface: iface.to_string(),
+                ip: a.ip,
+                bench: cfg,
+                attach: a.xdp_mode.into(),
+                poll: a.poll.into(),
+            };
+            let stop = stop_flag()?;
+            xdpstack::loadgen::tcp_xdp::run(&xcfg, &stop).map_err(|e| e.to_string())?
+        }
+    };
     report.server = a.server_label;
     if a.json {
         println!("{}", report.to_json());

@@ -412,6 +412,40 @@ impl<P> NeighborCache<P> {
         Resolution::Queued
     }
 
+    /// Starts resolving `next_hop` with no packet waiting, for a sender
+    /// that keeps its data and asks again (a TCP active open): a broadcast
+    /// request unless an entry exists (known, or a request already out;
+    /// `poll` repeats it). Nothing for an address that cannot be a host or
+    /// when the table is full (counted).
+    pub fn solicit(&mut self, next_hop: Ipv4Addr, now: Instant) {
+        if static_mac(next_hop).is_some()
+            || self.entries.contains_key(&next_hop)
+            || !is_host_source(next_hop)
+        {
+            return;
+        }
+        if !self.make_room() {
+            self.counters.table_full += 1;
+            return;
+        }
+        self.entries.insert(
+            next_hop,
+            Entry {
+                state: State::Incomplete {
+                    probes: 1,
+                    next_probe: now + self.config.retrans_time,
+                },
+                queue: VecDeque::new(),
+                last_used: now,
+            },
+        );
+        self.counters.requests_sent += 1;
+        self.actions.push_back(Action::SendRequest {
+            target: next_hop,
+            dst_mac: BROADCAST_MAC,
+        });
+    }
+
     /// Records `ip` at `mac` as reachable (e.g. seeded from the kernel's
     /// neighbour table), releasing any waiting packets.
     pub fn learn(&mut self, ip: Ipv4Addr, mac: Mac, now: Instant) {
@@ -853,6 +887,28 @@ mod tests {
         );
         assert_eq!(c.resolve(PEER, 3, t(6)), Resolution::Ready(PEER_MAC, 3));
         assert_eq!(c.counters().resolved, 1);
+    }
+
+    #[test]
+    fn solicit_asks_once_without_a_packet() {
+        let mut c = cache();
+        c.solicit(PEER, t(0));
+        c.solicit(PEER, t(1));
+        assert_eq!(
+            actions(&mut c),
+            vec![Action::SendRequest {
+                target: PEER,
+                dst_mac: BROADCAST_MAC
+            }]
+        );
+        assert_eq!(c.lookup(PEER, t(2)), None);
+        c.process_arp(&reply(PEER, PEER_MAC), t(3)).unwrap();
+        // Nothing was waiting, so nothing is released.
+        assert_eq!(actions(&mut c), vec![]);
+        assert_eq!(c.lookup(PEER, t(4)), Some(PEER_MAC));
+        c.solicit(PEER, t(5));
+        c.solicit(Ipv4Addr::BROADCAST, t(5));
+        assert_eq!(actions(&mut c), vec![]);
     }
 
     #[test]

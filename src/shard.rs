@@ -557,12 +557,20 @@ impl<F: FrameBuf> Shard<F> {
             tx_csum,
             ..
         } = core;
+        // Handlers' own active opens first, so their SYNs leave now.
+        tcp.poll_handlers(now);
         tcp.poll_transmit(
             now,
             link,
             &mut |ip| {
                 let hop = cfg.routes.next_hop(ip).unwrap_or(ip);
-                neighbor.lookup(hop, now)
+                let mac = neighbor.lookup(hop, now);
+                if mac.is_none() && cfg.mode == AddressMode::Dedicated {
+                    // Dedicated mode owns ARP: ask; the segments wait in
+                    // the cache meanwhile (`park_unresolved_tcp`).
+                    neighbor.solicit(hop, now);
+                }
+                mac
             },
             &mut |f| {
                 tx.push(f);

@@ -41,9 +41,11 @@
 //!   [`Demux::Forward`] for the worker to hand over
 //!   ([`ShardTcp::set_forwarding`]); connection state never moves.
 //!
-//! Not done here: ARP (in dedicated mode a connection without a peer MAC
-//! hands its segments to the shard addressed to [`UNRESOLVED_MAC`], and
-//! the shard holds them in its neighbour cache while it resolves, see
+//! Not done here: ARP (the next hop's MAC comes from received frames or
+//! the caller's resolver, which in dedicated mode also starts the shard's
+//! ARP; meanwhile a connection without a peer MAC hands its segments to
+//! the shard addressed to [`UNRESOLVED_MAC`], and the shard holds them in
+//! its neighbour cache until the reply, see
 //! [`ShardTcp::set_park_unresolved`]), and choosing an active open's port
 //! so a NIC's RSS steers the replies to the opening queue (the port
 //! service does, [`crate::ports::ReplySteering`]; on veth the peer's
@@ -53,7 +55,9 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use crate::api::tcp::{ConnId, StreamBridge, StreamEvent, TcpCommand, TcpConn, TcpHandler};
+use crate::api::tcp::{
+    ConnId, StreamBridge, StreamEvent, TcpCommand, TcpConn, TcpHandler, TcpOpen,
+};
 use crate::conntable::{ConnKey, ConnTable};
 use crate::neighbor::Mac;
 use crate::phy::{FrameBuf, Link};
@@ -560,6 +564,17 @@ impl ShardTcp {
         if handler >= self.handlers.len() && handler != STREAMS {
             return Err(ConnectError::NoHandler);
         }
+        self.open(now, remote, handler, mac)
+    }
+
+    /// [`ShardTcp::connect`] for a handler known to exist.
+    fn open(
+        &mut self,
+        now: Instant,
+        remote: SocketAddrV4,
+        handler: HandlerId,
+        mac: Option<Mac>,
+    ) -> Result<ConnId, ConnectError> {
         if self.table.len() >= self.table.capacity() {
             self.count(TcpShardDrop::TableFull);
             return Err(ConnectError::TableFull);
@@ -594,6 +609,28 @@ impl ShardTcp {
                 Err(ConnectError::TableFull)
             }
         }
+    }
+
+    /// Calls every handler's [`TcpHandler::poll`]; the connections one
+    /// opens there are its own.
+    pub fn poll_handlers(&mut self, now: Instant) {
+        if self.handlers.is_empty() {
+            return;
+        }
+        // Taken out for the calls so a handler can open connections through
+        // the shard meanwhile (opening calls no handler back).
+        let mut handlers = std::mem::take(&mut self.handlers);
+        for (handler, h) in handlers.iter_mut().enumerate() {
+            h.poll(
+                now,
+                &mut Opener {
+                    tcp: self,
+                    handler,
+                    now,
+                },
+            );
+        }
+        self.handlers = handlers;
     }
 
     /// Runs `f` on connection `id` as its handler would (to send, close or
@@ -1184,6 +1221,20 @@ impl ShardTcp {
             }
         }
         self.expired = expired;
+    }
+}
+
+/// The [`TcpOpen`] of [`ShardTcp::poll_handlers`]: active opens for one
+/// handler.
+struct Opener<'a> {
+    tcp: &'a mut ShardTcp,
+    handler: HandlerId,
+    now: Instant,
+}
+
+impl TcpOpen for Opener<'_> {
+    fn connect(&mut self, remote: SocketAddrV4, mac: Option<Mac>) -> Result<ConnId, ConnectError> {
+        self.tcp.open(self.now, remote, self.handler, mac)
     }
 }
 

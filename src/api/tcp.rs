@@ -12,6 +12,8 @@
 //! handler, keyed by [`ConnId`] (slot indices are small and reused, so a
 //! `Vec` indexed by [`ConnId::slot`] works).
 
+use crate::neighbor::Mac;
+use crate::shard_tcp::ConnectError;
 use crate::tcp::{CloseReason, Connection, FourTuple, SendError, SendHalf, State};
 use crate::time::Instant;
 use std::io;
@@ -128,6 +130,21 @@ pub trait TcpHandler: Send {
     /// offered to `on_data` until it ends), and with the reason when it is
     /// CLOSED and leaves the table (after TIME-WAIT too).
     fn on_close(&mut self, _now: Instant, _id: ConnId, _reason: Option<CloseReason>) {}
+
+    /// Called once per worker loop iteration, before the shard transmits,
+    /// with `open` for active opens of the handler's own (a client, a load
+    /// generator). The default does nothing.
+    fn poll(&mut self, _now: Instant, _open: &mut dyn TcpOpen) {}
+}
+
+/// Active opens from inside the worker, handed to [`TcpHandler::poll`].
+pub trait TcpOpen {
+    /// Opens a connection to `remote` whose events go to the polled
+    /// handler: `on_connect` once established, `on_close` with the reason
+    /// if it fails. The SYN leaves with this iteration's batch. `mac` is
+    /// the next hop's MAC when the caller knows it (otherwise the shard's
+    /// neighbour cache is asked).
+    fn connect(&mut self, remote: SocketAddrV4, mac: Option<Mac>) -> Result<ConnId, ConnectError>;
 }
 
 /// The `io::ErrorKind` of an engine error, for the std::net-like handles.

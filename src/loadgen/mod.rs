@@ -8,6 +8,7 @@
 //! can show).
 
 pub mod tcp;
+pub mod tcp_xdp;
 pub mod udp_echo;
 pub mod xdp_client;
 

@@ -105,7 +105,7 @@ impl TcpBenchConfig {
     }
 }
 
-fn invalid(msg: &str) -> io::Error {
+pub(crate) fn invalid(msg: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, msg.to_string())
 }
 
@@ -240,7 +240,9 @@ impl Exchange {
     }
 }
 
-fn request(payload: usize) -> Vec<u8> {
+/// The request (or stream chunk) of `payload` bytes: a 23-byte cycle of
+/// letters.
+pub(crate) fn request(payload: usize) -> Vec<u8> {
     (0..payload).map(|i| b'A' + (i % 23) as u8).collect()
 }
 
@@ -356,7 +358,7 @@ fn set_interest(
     Ok(())
 }
 
-fn no_progress(cfg: &TcpBenchConfig) -> io::Error {
+pub(crate) fn no_progress(cfg: &TcpBenchConfig) -> io::Error {
     io::Error::new(
         io::ErrorKind::TimedOut,
         format!(

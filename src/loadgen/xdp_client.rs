@@ -194,7 +194,7 @@ impl UdpHandler for Client {
 
 /// Asks the kernel to resolve `ip`'s MAC (shared mode: ARP is the
 /// kernel's), by sending one datagram to its discard port.
-fn prime_kernel_arp(ip: Ipv4Addr) {
+pub(crate) fn prime_kernel_arp(ip: Ipv4Addr) {
     if let Ok(s) = KernelUdp::bind("0.0.0.0:0") {
         let _ = s.send_to(b"", SocketAddrV4::new(ip, 9));
     }

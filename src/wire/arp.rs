@@ -29,35 +29,19 @@ pub enum ArpOperation {
     Reply,
 }
 
-/// A view over an ARP packet.
-#[derive(Debug, Clone)]
-pub struct Packet<T: AsRef<[u8]>> {
-    buffer: T,
+packet_view! {
+    /// A view over an ARP packet.
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    pub const fn new_unchecked(buffer: T) -> Packet<T> {
-        Packet { buffer }
-    }
-
     /// Checks that the fixed 28-byte IPv4-over-Ethernet layout fits. Types
     /// are checked by [`ArpRepr::parse`].
-    pub fn new_checked(buffer: T) -> Result<Packet<T>, WireError> {
-        let p = Packet::new_unchecked(buffer);
-        p.check_len()?;
-        Ok(p)
-    }
-
     pub fn check_len(&self) -> Result<(), WireError> {
         if self.buffer.as_ref().len() < field::LEN {
             Err(WireError::Truncated)
         } else {
             Ok(())
         }
-    }
-
-    pub fn into_inner(self) -> T {
-        self.buffer
     }
 
     pub fn hardware_type(&self) -> u16 {

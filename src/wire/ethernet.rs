@@ -96,26 +96,13 @@ pub const HEADER_LEN: usize = field::HEADER_LEN;
 /// Length of a header with one 802.1Q tag.
 pub const TAGGED_HEADER_LEN: usize = field::TAGGED_HEADER_LEN;
 
-/// A view over an Ethernet II frame.
-#[derive(Debug, Clone)]
-pub struct Packet<T: AsRef<[u8]>> {
-    buffer: T,
+packet_view! {
+    /// A view over an Ethernet II frame.
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    /// Wraps a buffer without checks; accessors may panic on short buffers.
-    pub const fn new_unchecked(buffer: T) -> Packet<T> {
-        Packet { buffer }
-    }
-
     /// Wraps a buffer after checking it holds the whole header (and the tag
     /// when the frame is tagged).
-    pub fn new_checked(buffer: T) -> Result<Packet<T>, WireError> {
-        let p = Packet::new_unchecked(buffer);
-        p.check_len()?;
-        Ok(p)
-    }
-
     pub fn check_len(&self) -> Result<(), WireError> {
         let b = self.buffer.as_ref();
         if b.len() < field::HEADER_LEN {
@@ -125,10 +112,6 @@ impl<T: AsRef<[u8]>> Packet<T> {
             return Err(WireError::Truncated);
         }
         Ok(())
-    }
-
-    pub fn into_inner(self) -> T {
-        self.buffer
     }
 
     pub fn dst_addr(&self) -> EthernetAddress {

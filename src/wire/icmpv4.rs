@@ -35,34 +35,18 @@ pub mod unreachable {
     pub const FRAG_REQUIRED: u8 = 4;
 }
 
-/// A view over an ICMPv4 message.
-#[derive(Debug, Clone)]
-pub struct Packet<T: AsRef<[u8]>> {
-    buffer: T,
+packet_view! {
+    /// A view over an ICMPv4 message.
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    pub const fn new_unchecked(buffer: T) -> Packet<T> {
-        Packet { buffer }
-    }
-
     /// Checks the 8-byte header fits.
-    pub fn new_checked(buffer: T) -> Result<Packet<T>, WireError> {
-        let p = Packet::new_unchecked(buffer);
-        p.check_len()?;
-        Ok(p)
-    }
-
     pub fn check_len(&self) -> Result<(), WireError> {
         if self.buffer.as_ref().len() < field::HEADER_LEN {
             Err(WireError::Truncated)
         } else {
             Ok(())
         }
-    }
-
-    pub fn into_inner(self) -> T {
-        self.buffer
     }
 
     pub fn msg_type(&self) -> u8 {

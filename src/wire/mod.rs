@@ -15,6 +15,39 @@
 use core::fmt;
 use core::ops::Range;
 
+/// Declares a protocol module's view `Packet<T>` over a byte buffer with the
+/// constructors every view shares. The module supplies `check_len`: what a
+/// whole header means for that protocol, the only check `new_checked` runs.
+macro_rules! packet_view {
+    ($(#[$attr:meta])*) => {
+        $(#[$attr])*
+        #[derive(Debug, Clone)]
+        pub struct Packet<T: AsRef<[u8]>> {
+            buffer: T,
+        }
+
+        impl<T: AsRef<[u8]>> Packet<T> {
+            /// Wraps a buffer without checks; accessors may panic on short
+            /// buffers.
+            pub const fn new_unchecked(buffer: T) -> Packet<T> {
+                Packet { buffer }
+            }
+
+            /// Wraps a buffer after `check_len` accepts it; no accessor
+            /// panics afterwards.
+            pub fn new_checked(buffer: T) -> Result<Packet<T>, $crate::wire::WireError> {
+                let p = Packet::new_unchecked(buffer);
+                p.check_len()?;
+                Ok(p)
+            }
+
+            pub fn into_inner(self) -> T {
+                self.buffer
+            }
+        }
+    };
+}
+
 pub mod arp;
 pub mod checksum;
 pub mod ethernet;

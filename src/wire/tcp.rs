@@ -142,26 +142,14 @@ pub mod option_kind {
 /// RFC 7323 §2.3: shifts above 14 are treated as 14.
 pub const MAX_WINDOW_SCALE: u8 = 14;
 
-/// A view over a TCP segment. The buffer is the IP payload, i.e. exactly the
-/// segment (IPv4 cuts padding off at its total length).
-#[derive(Debug, Clone)]
-pub struct Packet<T: AsRef<[u8]>> {
-    buffer: T,
+packet_view! {
+    /// A view over a TCP segment. The buffer is the IP payload, i.e. exactly the
+    /// segment (IPv4 cuts padding off at its total length).
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    pub const fn new_unchecked(buffer: T) -> Packet<T> {
-        Packet { buffer }
-    }
-
     /// Checks the fixed header fits and the data offset is between 5 and
     /// the segment length. Options are checked by [`TcpOptions::parse`].
-    pub fn new_checked(buffer: T) -> Result<Packet<T>, WireError> {
-        let p = Packet::new_unchecked(buffer);
-        p.check_len()?;
-        Ok(p)
-    }
-
     pub fn check_len(&self) -> Result<(), WireError> {
         let len = self.buffer.as_ref().len();
         if len < field::HEADER_LEN {
@@ -172,10 +160,6 @@ impl<T: AsRef<[u8]>> Packet<T> {
             return Err(WireError::BadHeaderLen);
         }
         Ok(())
-    }
-
-    pub fn into_inner(self) -> T {
-        self.buffer
     }
 
     pub fn src_port(&self) -> u16 {

@@ -16,26 +16,14 @@ mod field {
 /// Length of the UDP header.
 pub const HEADER_LEN: usize = field::HEADER_LEN;
 
-/// A view over a UDP datagram. The buffer is the IP payload; the datagram
-/// is its first `len()` bytes.
-#[derive(Debug, Clone)]
-pub struct Packet<T: AsRef<[u8]>> {
-    buffer: T,
+packet_view! {
+    /// A view over a UDP datagram. The buffer is the IP payload; the datagram
+    /// is its first `len()` bytes.
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    pub const fn new_unchecked(buffer: T) -> Packet<T> {
-        Packet { buffer }
-    }
-
     /// Checks the header fits and the length field is between 8 and the
     /// buffer length.
-    pub fn new_checked(buffer: T) -> Result<Packet<T>, WireError> {
-        let p = Packet::new_unchecked(buffer);
-        p.check_len()?;
-        Ok(p)
-    }
-
     pub fn check_len(&self) -> Result<(), WireError> {
         let len = self.buffer.as_ref().len();
         if len < field::HEADER_LEN {
@@ -46,10 +34,6 @@ impl<T: AsRef<[u8]>> Packet<T> {
             return Err(WireError::BadLength);
         }
         Ok(())
-    }
-
-    pub fn into_inner(self) -> T {
-        self.buffer
     }
 
     pub fn src_port(&self) -> u16 {
