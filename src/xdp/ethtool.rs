@@ -89,6 +89,13 @@ pub fn read_rss(iface: &str) -> Result<RssConfig, RssReadError> {
     let mut head = rxfh_request(0, 0);
     ethtool(&sock, &name, &mut head)?;
     let (indir, key) = rxfh_sizes(&head)?;
+    // Zero sizes would make the second call a size query again.
+    if indir == 0 {
+        return Err(RssReadError::Invalid(RssError::EmptyTable));
+    }
+    if (key as usize) < crate::rss::MIN_KEY_LEN {
+        return Err(RssReadError::Invalid(RssError::KeyTooShort));
+    }
     let mut buf = rxfh_request(indir, key);
     buf.resize(RXFH_HEADER_LEN + indir as usize * 4 + key as usize, 0);
     ethtool(&sock, &name, &mut buf)?;
