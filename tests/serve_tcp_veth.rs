@@ -316,6 +316,17 @@ print("echoed", total, flush=True)
 
 #[test]
 fn stack_as_client_to_a_kernel_server_both_close_orders() {
+    stack_as_client(None);
+}
+
+/// The same two transfers with 5% of the segments dropped in each
+/// direction and 0.5% duplicated and corrupted.
+#[test]
+fn stack_as_client_under_five_percent_loss_each_way() {
+    stack_as_client(Some(0.05));
+}
+
+fn stack_as_client(loss: Option<f64>) {
     use std::io::{Read as _, Write as _};
     use std::net::{Ipv4Addr, Shutdown, SocketAddrV4};
     use std::sync::atomic::AtomicBool;
@@ -323,8 +334,31 @@ fn stack_as_client_to_a_kernel_server_both_close_orders() {
     use xdpstack::api::tcp::TcpStream;
     use xdpstack::worker::{Stack, StackConfig};
 
+    use xdpstack::xdp::impair::{attach_in_netns, ppm, ImpairConfig};
+
     let t = Topo::new("tw", &["--no-tso"]);
     let peer: Ipv4Addr = t.get("PEER_IP").parse().unwrap();
+    let impair = loss.map(|loss| {
+        // One impairment decision per segment (see `echo_under_loss`).
+        let gso = Command::new("ip")
+            .args(["-n", &t.name, "link", "set", t.get("PEER_IF")])
+            .args(["gso_max_segs", "1"])
+            .status()
+            .expect("ip link");
+        assert!(gso.success(), "gso_max_segs");
+        let cfg = ImpairConfig {
+            port: 9000,
+            udp: false,
+            drop_ppm: ppm(loss),
+            duplicate_ppm: ppm(0.005),
+            corrupt_ppm: ppm(0.005),
+            ..ImpairConfig::default()
+        };
+        let e = attach_in_netns(&t.name, t.get("PEER_IF"), true, &cfg).expect("egress");
+        let i = attach_in_netns(&t.name, t.get("PEER_IF"), false, &cfg).expect("ingress");
+        (e, i)
+    });
+    let started = Instant::now();
     let mut server = Command::new("ip")
         .args(["netns", "exec", &t.name, "python3", "-c", KERNEL_SERVER_PY])
         .args([t.get("PEER_IP"), "9000", "2000000"])
@@ -355,7 +389,7 @@ fn stack_as_client_to_a_kernel_server_both_close_orders() {
     let remote = SocketAddrV4::new(peer, 9000);
 
     // Client closes first: echo of 1 MiB.
-    let mut c = TcpStream::connect_timeout(stack.handle(), remote, Duration::from_secs(5))
+    let mut c = TcpStream::connect_timeout(stack.handle(), remote, Duration::from_secs(15))
         .expect("connect");
     let data: Vec<u8> = (0..(1usize << 20)).map(|i| (i % 251) as u8).collect();
     let mut echoed = Vec::new();
@@ -370,7 +404,7 @@ fn stack_as_client_to_a_kernel_server_both_close_orders() {
             Err(e) => panic!("{e}"),
         }
     }
-    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     c.shutdown(Shutdown::Write).unwrap();
     c.read_to_end(&mut echoed).unwrap();
     assert_eq!(echoed.len(), data.len());
@@ -378,9 +412,9 @@ fn stack_as_client_to_a_kernel_server_both_close_orders() {
     drop(c);
 
     // Server closes first: 2 MB from the kernel.
-    let mut c = TcpStream::connect_timeout(stack.handle(), remote, Duration::from_secs(5))
+    let mut c = TcpStream::connect_timeout(stack.handle(), remote, Duration::from_secs(15))
         .expect("connect 2");
-    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let mut got = Vec::new();
     c.read_to_end(&mut got).unwrap();
     let want: Vec<u8> = (0..2_000_000usize)
@@ -398,6 +432,20 @@ fn stack_as_client_to_a_kernel_server_both_close_orders() {
     let (reports, _) = stack.join();
     let connected: u64 = reports.iter().map(|r| r.shard.tcp.connected).sum();
     assert_eq!(connected, 2);
+    if let Some((e, i)) = impair {
+        let (e, i) = (e.counters().unwrap(), i.counters().unwrap());
+        eprintln!(
+            "stack as client, {loss:?} loss: 1 MiB echo + 2 MB download in {:?}; \
+             egress {e:?}; ingress {i:?}",
+            started.elapsed()
+        );
+        for c in [&e, &i] {
+            assert!(
+                c.dropped > 0 && c.duplicated > 0 && c.corrupted > 0,
+                "impairment not injected: egress {e:?} ingress {i:?}"
+            );
+        }
+    }
 }
 
 /// Two queues, two workers (native mode: the host's RX queue is the peer's
