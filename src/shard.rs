@@ -390,8 +390,8 @@ impl<F: FrameBuf> Shard<F> {
 
     /// A TCP frame another shard forwarded: processed only if one of this
     /// shard's connections (or handshakes) owns it. Also an ARP reply
-    /// another shard received (dedicated mode, see
-    /// [`share_arp_reply`](Self::share_arp_reply)): it completes this
+    /// another shard received (dedicated mode: RSS does not hash ARP, so
+    /// a reply may land on any queue): it completes this
     /// shard's resolution of the sender if one is under way, and is not
     /// answered.
     pub fn process_forwarded_tcp(&mut self, now: Instant, frame: &[u8]) {
