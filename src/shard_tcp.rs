@@ -162,6 +162,13 @@ pub struct TcpShardCounters {
     pub closed: u64,
     /// Segments handed to the other shards ([`ShardTcp::set_forwarding`]).
     pub forwarded: u64,
+    /// Loss recovery of the connections removed so far (their
+    /// [`tcp::Counters`]): retransmission timeouts, segments sent again,
+    /// fast-retransmit episodes, tail loss probes.
+    pub rto: u64,
+    pub retransmits: u64,
+    pub fast_retransmits: u64,
+    pub tlp_probes: u64,
     pub drops: [u64; TcpShardDrop::COUNT],
     /// Segments the engine dropped, by [`tcp::DropReason`].
     pub engine_drops: [u64; tcp::DropReason::COUNT],
@@ -190,6 +197,11 @@ impl TcpShardCounters {
             self.closed,
             self.forwarded
         );
+        let _ = write!(
+            s,
+            " tcp_rto={} tcp_retransmits={} tcp_fast_retransmits={} tcp_tlp_probes={}",
+            self.rto, self.retransmits, self.fast_retransmits, self.tlp_probes
+        );
         for r in TcpShardDrop::ALL {
             let _ = write!(s, " tcp_drop_{}={}", r.name(), self.dropped(r));
         }
@@ -207,6 +219,10 @@ impl TcpShardCounters {
         self.connected += o.connected;
         self.closed += o.closed;
         self.forwarded += o.forwarded;
+        self.rto += o.rto;
+        self.retransmits += o.retransmits;
+        self.fast_retransmits += o.fast_retransmits;
+        self.tlp_probes += o.tlp_probes;
         for i in 0..TcpShardDrop::COUNT {
             self.drops[i] += o.drops[i];
         }
@@ -737,6 +753,11 @@ impl ShardTcp {
         self.table.remove(&ConnKey::new(t.local, t.remote));
         self.free.push(slot);
         self.counters.closed += 1;
+        let c = e.conn.counters();
+        self.counters.rto += c.timeouts;
+        self.counters.retransmits += c.retransmits;
+        self.counters.fast_retransmits += c.fast_retransmits;
+        self.counters.tlp_probes += c.tlp_probes;
         if e.ephemeral {
             self.release_port(t.local.port());
         }

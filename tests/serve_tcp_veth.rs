@@ -272,10 +272,23 @@ fn echo_under_loss(loss: f64) -> Duration {
     }
     drop((egress, ingress));
     let w = s.stop();
+    // The stack's loss recovery on the connections it closed (`serve
+    // --stats` prints the same counters).
+    let rec: Vec<String> = [
+        "tcp_rto",
+        "tcp_retransmits",
+        "tcp_fast_retransmits",
+        "tcp_tlp_probes",
+    ]
+    .iter()
+    .map(|k| format!("{k}={}", sum(&w, k)))
+    .collect();
     eprintln!(
-        "{}% loss: 8 MiB echoed in {took:?}; egress {e:?}; ingress {i:?}; {w:?}",
-        loss * 100.0
+        "{}% loss: 8 MiB echoed in {took:?}; {}; egress {e:?}; ingress {i:?}",
+        loss * 100.0,
+        rec.join(" ")
     );
+    assert!(sum(&w, "tcp_retransmits") > 0, "{w:?}");
     assert_eq!(sum(&w, "tcp_accepted"), 5, "{w:?}");
     // Every segment corrupted on its way to the stack failed its checksum.
     assert_eq!(sum(&w, "drop_tcp"), e.corrupted, "{w:?}");
