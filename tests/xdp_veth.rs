@@ -4,6 +4,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
+use std::os::fd::AsRawFd;
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -138,11 +139,26 @@ fn loader_auto_prefers_native_on_veth() {
     check_loader(AttachMode::Auto, AttachedMode::Native);
 }
 
+/// Whether `fd` has O_CLOEXEC, from the flags /proc reports (octal).
+fn close_on_exec(fd: i32) -> bool {
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).unwrap();
+    let flags = info
+        .lines()
+        .find_map(|l| l.strip_prefix("flags:"))
+        .map(|v| u32::from_str_radix(v.trim(), 8).unwrap())
+        .unwrap();
+    flags & libc::O_CLOEXEC as u32 != 0
+}
+
 fn check_steering(mode: AttachMode) {
     let t = Topo::new("xdp", &[]);
     let steering = Steering::attach(t.host_if(), mode).expect("attach");
     let maps = steering.maps().clone();
     let mut link = XdpLink::open(&XskConfig::new(t.host_if(), 0), Some(&maps)).expect("xsk");
+    assert!(
+        close_on_exec(link.as_fd().as_raw_fd()),
+        "a spawned child must not inherit the socket and keep it alive"
+    );
     let (ours, theirs) = (7001u16, 7002u16);
     maps.add_port(Proto::Udp, ours).unwrap();
     let kernel_sock = UdpSocket::bind((t.host_ip(), theirs)).unwrap();

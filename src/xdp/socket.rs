@@ -10,6 +10,7 @@
 //! [`phy::Link`]: crate::phy::Link
 
 use std::fmt;
+use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 
 use xsk_rs::config::{BindFlags, Interface, LibxdpFlags, QueueSize, SocketConfig};
@@ -166,6 +167,7 @@ impl XdpLink {
             .map_err(|e| XskError::Socket(errno_in(&e)))?;
         let (fill, comp) = fq_cq.ok_or(XskError::Socket(libc::EINVAL))?;
         let fd = rx.fd().as_raw_fd();
+        set_cloexec(fd)?;
         let zero_copy = xdp_zero_copy(fd)?;
         let max_frame = pool.tx_capacity().min(mtu + 14);
         let mut link = XdpLink {
@@ -481,4 +483,30 @@ impl Link for XdpLink {
     fn max_frame_len(&self) -> usize {
         self.max_frame
     }
+}
+
+/// libxdp opens the UMEM's socket (which the first socket reuses) without
+/// `SOCK_CLOEXEC`, so a child spawned by any thread of the process would
+/// inherit it and keep the socket, and its `xsks_map` entry, alive after
+/// the link is dropped. Closing it on exec keeps the socket's life the
+/// link's.
+fn set_cloexec(fd: RawFd) -> Result<(), XskError> {
+    // Safety: F_GETFD/F_SETFD only read and write the descriptor's flags;
+    // `fd` is the open socket the caller owns.
+    let r = unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFD);
+        if flags < 0 {
+            flags
+        } else {
+            libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC)
+        }
+    };
+    if r < 0 {
+        return Err(XskError::Socket(
+            io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EIO),
+        ));
+    }
+    Ok(())
 }
