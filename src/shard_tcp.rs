@@ -189,6 +189,13 @@ impl TcpShardCounters {
         }
         let engine: u64 = self.engine_drops.iter().sum();
         let _ = write!(s, " tcp_engine_drops={engine}");
+        // The reasons behind the total, only those that happened.
+        for r in tcp::DropReason::ALL {
+            let n = self.engine_dropped(r);
+            if n > 0 {
+                let _ = write!(s, " tcp_engine_drop_{r:?}={n}");
+            }
+        }
         s
     }
 
