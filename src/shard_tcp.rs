@@ -343,6 +343,9 @@ pub struct ShardTcp {
     /// Kept between calls to avoid allocating.
     dirty_next: Vec<u32>,
     replies: VecDeque<Reply>,
+    /// Memory of finished connections for new ones (at most
+    /// [`STORAGE_POOL`]): no allocation per connection in steady state.
+    storage: Vec<tcp::ConnStorage>,
     /// MACs of peers that reached a listener, for their SYN-ACKs.
     syn_macs: HashMap<Ipv4Addr, Mac>,
     ports: Option<SharedPorts>,
@@ -381,6 +384,9 @@ impl fmt::Debug for ShardTcp {
 
 /// Most peers remembered for SYN-ACKs; the map is cleared beyond it.
 const SYN_MACS_MAX: usize = 65536;
+/// Finished connections' memory kept for reuse (about 8 KiB each): enough
+/// for the connections a busy shard opens between two closes.
+const STORAGE_POOL: usize = 256;
 
 fn min_opt(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     match (a, b) {
@@ -413,6 +419,7 @@ impl ShardTcp {
             dirty: Vec::new(),
             dirty_next: Vec::new(),
             replies: VecDeque::new(),
+            storage: Vec::new(),
             syn_macs: HashMap::new(),
             ports,
             port_hook: None,
@@ -624,7 +631,7 @@ impl ShardTcp {
     /// Puts `conn` into the slab and the table.
     fn insert(
         &mut self,
-        conn: Connection,
+        mut conn: Connection,
         handler: HandlerId,
         mac: Option<Mac>,
         ephemeral: bool,
@@ -648,6 +655,9 @@ impl ShardTcp {
             self.free.push(slot);
             self.count(TcpShardDrop::TableFull);
             return None;
+        }
+        if let Some(st) = self.storage.pop() {
+            conn.install_storage(st);
         }
         let s = &mut self.slots[slot as usize];
         s.entry = Some(Entry {
@@ -688,6 +698,12 @@ impl ShardTcp {
         self.counters.closed += 1;
         if e.ephemeral {
             self.release_port(t.local.port());
+        }
+        if self.storage.len() < STORAGE_POOL {
+            let st = e.conn.into_storage();
+            if !st.is_empty() {
+                self.storage.push(st);
+            }
         }
     }
 
@@ -776,7 +792,10 @@ impl ShardTcp {
         }
         self.syn_macs.insert(src, src_mac);
         let l = &mut self.listeners[li];
-        if let Err(r) = l.listener.on_segment(now, remote, seg) {
+        if let Err(r) = l
+            .listener
+            .on_segment_pooled(now, remote, seg, &mut self.storage)
+        {
             self.counters.engine_drops[r as usize] += 1;
         }
         l.dirty = true;

@@ -98,6 +98,27 @@ impl Ring {
             self.head = self.pos(n);
         }
     }
+
+    /// Takes the storage out, empty ring left behind; `None` unless it is
+    /// still of the first size (only those are worth keeping for reuse).
+    fn take_storage(&mut self) -> Option<Vec<u8>> {
+        let buf = std::mem::take(&mut self.buf);
+        self.head = 0;
+        (buf.len() == INITIAL_STORAGE && self.cap >= INITIAL_STORAGE).then_some(buf)
+    }
+
+    /// Installs storage from [`Ring::take_storage`] of another ring into
+    /// this one if it has none yet; otherwise hands it back. The old bytes
+    /// are never read: every read is bounded by what was written since.
+    fn install_storage(&mut self, buf: Vec<u8>) -> Result<(), Vec<u8>> {
+        if self.buf.is_empty() && buf.len() == INITIAL_STORAGE && self.cap >= INITIAL_STORAGE {
+            self.buf = buf;
+            self.head = 0;
+            Ok(())
+        } else {
+            Err(buf)
+        }
+    }
 }
 
 /// The send buffer: bytes from SND.UNA onward.
@@ -144,6 +165,19 @@ impl SendBuffer {
         let n = n.min(self.len);
         self.ring.advance(n);
         self.len -= n;
+    }
+
+    /// The ring's storage for reuse by another connection (see
+    /// [`Ring::take_storage`]); the buffer is emptied.
+    pub(super) fn take_storage(&mut self) -> Option<Vec<u8>> {
+        self.len = 0;
+        self.ring.take_storage()
+    }
+
+    /// Storage from [`SendBuffer::take_storage`], used if this buffer has
+    /// none yet.
+    pub(super) fn install_storage(&mut self, buf: Vec<u8>) -> Result<(), Vec<u8>> {
+        self.ring.install_storage(buf)
     }
 
     /// Contiguous bytes at `off` (from SND.UNA), at most `max`; shorter than
@@ -347,6 +381,21 @@ impl RecvBuffer {
         (a, b)
     }
 
+    /// The ring's storage for reuse by another connection (see
+    /// [`Ring::take_storage`]); the buffer is emptied.
+    pub(super) fn take_storage(&mut self) -> Option<Vec<u8>> {
+        self.read_off += self.len as u64;
+        self.len = 0;
+        self.ooo.clear();
+        self.ring.take_storage()
+    }
+
+    /// Storage from [`RecvBuffer::take_storage`], used if this buffer has
+    /// none yet.
+    pub(super) fn install_storage(&mut self, buf: Vec<u8>) -> Result<(), Vec<u8>> {
+        self.ring.install_storage(buf)
+    }
+
     /// Mark `n` readable bytes as read.
     pub fn consume(&mut self, n: usize) {
         let n = n.min(self.len);
@@ -492,6 +541,39 @@ mod tests {
                 .all(|(i, &b)| b == byte(read + i as u64)));
             read += n as u64;
         }
+    }
+
+    /// Storage handed from a finished buffer to a new one: reused only at
+    /// its first size, and none of the old bytes shows through.
+    #[test]
+    fn storage_is_reused_without_old_bytes() {
+        let mut old = RecvBuffer::new(1 << 16, 4);
+        old.insert(0, &[b'o'; 3000]).unwrap();
+        old.insert(3500, &[b'p'; 100]).unwrap();
+        let st = old.take_storage().expect("first-size storage is kept");
+        assert_eq!(st.len(), INITIAL_STORAGE);
+        assert!(!old.has_out_of_order());
+        let mut new = RecvBuffer::new(1 << 16, 4);
+        assert_eq!(new.install_storage(st), Ok(()));
+        assert_eq!(new.len(), 0);
+        assert_eq!(new.peek(), (&[][..], &[][..]));
+        new.insert(0, b"fresh").unwrap();
+        assert_eq!(collect(&mut new), b"fresh");
+        // Grown storage is not kept; a buffer with storage takes no more.
+        new.insert(5, &[1; 10_000]).unwrap();
+        assert_eq!(new.take_storage(), None);
+        let mut s = SendBuffer::new(1 << 16);
+        s.enqueue(b"abc");
+        let st = s.take_storage().unwrap();
+        assert_eq!(s.len(), 0);
+        let mut t = SendBuffer::new(1 << 16);
+        t.enqueue(b"x");
+        assert!(t.install_storage(st).is_err());
+        assert_eq!(t.slice(0, 10), b"x");
+        // A ring smaller than the first size never shares storage.
+        let mut small = SendBuffer::new(100);
+        small.enqueue(b"abc");
+        assert_eq!(small.take_storage(), None);
     }
 
     #[test]

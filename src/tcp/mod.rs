@@ -164,7 +164,7 @@ mod timers;
 
 pub use app::SendHalf;
 pub use buffer::{InsertError, RecvBuffer, SendBuffer};
-pub use connection::{CloseReason, Connection, RecvError, SendError};
+pub use connection::{CloseReason, ConnStorage, Connection, RecvError, SendError};
 pub use isn::IsnKey;
 pub use listen::{Listener, ListenerCounters};
 pub use output::rst_for_unmatched;

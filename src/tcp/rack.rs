@@ -31,8 +31,11 @@ pub const INITIAL_PTO: Duration = Duration::from_secs(1);
 /// widened it (RFC 8985 §6.2 step 4).
 const REO_WND_PERSIST: u32 = 16;
 
+/// Record lists up to this capacity are handed on for reuse.
+const POOLED_RECORDS: usize = 64;
+
 #[derive(Debug, Clone, Copy)]
-struct Sent {
+pub(super) struct Sent {
     start: SeqNumber,
     end: SeqNumber,
     /// Segment.xmit_ts: time of the latest (re)transmission.
@@ -108,6 +111,22 @@ impl Rack {
             reo_wnd_persist: REO_WND_PERSIST,
             dsack_round: None,
             tlp: None,
+        }
+    }
+
+    /// The record list's memory for reuse by another connection, cleared;
+    /// `None` if it grew large (a bulk connection's) or never allocated.
+    pub(super) fn take_records(&mut self) -> Option<VecDeque<Sent>> {
+        let mut segs = std::mem::take(&mut self.segs);
+        self.lost = 0;
+        segs.clear();
+        (segs.capacity() > 0 && segs.capacity() <= POOLED_RECORDS).then_some(segs)
+    }
+
+    /// Memory from [`Rack::take_records`], used if this list has none yet.
+    pub(super) fn install_records(&mut self, segs: VecDeque<Sent>) {
+        if self.segs.capacity() == 0 && segs.is_empty() {
+            self.segs = segs;
         }
     }
 
