@@ -57,7 +57,8 @@ use crate::neighbor::Mac;
 use crate::phy::{FrameBuf, Link};
 use crate::ports::{FlowKey, PortError, Protocol, SharedPorts};
 use crate::tcp::{
-    self, rst_for_unmatched, CloseReason, Connection, FourTuple, IsnKey, Listener, RecvError, State,
+    self, rst_for_unmatched, CloseReason, Connection, FourTuple, IsnKey, Listener, RecvError,
+    SendHalf, State,
 };
 use crate::time::Instant;
 use crate::timer::{TimerHandle, TimerWheel};
@@ -742,12 +743,34 @@ impl ShardTcp {
                 .as_ref()
                 .is_some_and(|e| e.conn.syn_may_reopen(seg));
             if !reopen {
-                let Some(e) = self.slots[slot as usize].entry.as_mut() else {
+                let ShardTcp {
+                    slots,
+                    handlers,
+                    bridge,
+                    counters,
+                    ..
+                } = self;
+                let s = &mut slots[slot as usize];
+                let id = ConnId {
+                    slot,
+                    generation: s.generation,
+                };
+                let Some(e) = s.entry.as_mut() else {
                     return Demux::Handled;
                 };
                 e.peer_mac = Some(src_mac);
-                if let Err(r) = e.conn.on_segment(now, seg) {
-                    self.counters.engine_drops[r as usize] += 1;
+                // Once the application has the connection, in-order bytes
+                // reach it straight from the frame (zero copy).
+                let r = if e.opened {
+                    let h = handler_of(handlers, bridge, e.handler);
+                    let mut deliver =
+                        |data: &[u8], tx: &mut SendHalf<'_>| h.on_data(now, id, data, tx);
+                    e.conn.on_segment_deliver(now, seg, Some(&mut deliver))
+                } else {
+                    e.conn.on_segment(now, seg)
+                };
+                if let Err(r) = r {
+                    counters.engine_drops[r as usize] += 1;
                 }
                 self.touch(slot);
                 self.dispatch(now, slot);

@@ -396,6 +396,14 @@ impl RecvBuffer {
         self.ring.install_storage(buf)
     }
 
+    /// Count `n` in-order bytes the application took straight from the
+    /// segment (zero copy) as received and read; only valid with nothing
+    /// buffered (no readable and no out-of-order bytes).
+    pub(super) fn skip(&mut self, n: usize) {
+        debug_assert!(self.len == 0 && self.ooo.is_empty());
+        self.read_off += n as u64;
+    }
+
     /// Mark `n` readable bytes as read.
     pub fn consume(&mut self, n: usize) {
         let n = n.min(self.len);

@@ -162,7 +162,7 @@ mod state;
 mod tcb;
 mod timers;
 
-pub use app::SendHalf;
+pub use app::{Deliver, SendHalf};
 pub use buffer::{InsertError, RecvBuffer, SendBuffer};
 pub use connection::{CloseReason, ConnStorage, Connection, RecvError, SendError};
 pub use isn::IsnKey;
