@@ -34,6 +34,15 @@
 //!   service (RFC 6056 Algorithm 4), skipping ports whose 4-tuple is still
 //!   in the table; the port goes back when the connection ends (in shared
 //!   mode a [`PortHook`] steers it meanwhile).
+//! - Receive: once a connection's handler has accepted it, in-order text
+//!   that finds nothing unread ahead of it goes to
+//!   [`TcpHandler::on_data`] borrowed from the UMEM frame
+//!   ([`Connection::on_segment_deliver`]); what the handler leaves is
+//!   copied into the receive buffer and offered again later.
+//! - Connection memory: buffers start at 4 KiB and grow with use; finished
+//!   connections hand their first-size buffers on to new ones (a bounded
+//!   stack), so connect-request-close allocates nothing per connection in
+//!   steady state.
 //! - Applications: run-to-completion [`TcpHandler`]s registered per shard,
 //!   and the thread-side streams of [`crate::api::tcp`] through the shard's
 //!   [`StreamBridge`] ([`STREAMS`]), driven by [`ShardTcp::command`].
