@@ -4,7 +4,8 @@
 //! One iteration moves `SEGMENTS` full data segments from A to B: A's
 //! `send` + `poll_transmit` (each payload is copied once into a reused frame
 //! buffer, as the worker copies it into a UMEM frame), B's `on_segment` +
-//! zero-copy read (`peek` + `consume`) + `poll_transmit` (its ACKs), and A's
+//! read (`peek` + `consume` of its receive buffer, or in the `zero_copy_read`
+//! variant straight from the frames) + `poll_transmit` (its ACKs), and A's
 //! `on_segment` for each ACK. Throughput is reported in data segments.
 //! Variants: 1448-byte payloads with timestamps and SACK negotiated, and
 //! 64-byte payloads without Nagle (the request/response shape).
@@ -15,7 +16,7 @@ use std::hint::black_box;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use xdpstack::tcp::{Config, Connection, FourTuple, IsnKey, State};
+use xdpstack::tcp::{Config, Connection, Deliver, FourTuple, IsnKey, SendHalf, State};
 use xdpstack::time::{Duration, Instant};
 use xdpstack::wire::tcp::TcpRepr;
 
@@ -53,13 +54,17 @@ impl Wire {
         data
     }
 
-    fn give(&self, c: &mut Connection, now: Instant) {
+    /// Hands the segments to `c`; with `direct`, its application takes
+    /// in-order text straight from the frames (zero-copy delivery).
+    fn give(&self, c: &mut Connection, now: Instant, direct: bool) {
+        let mut read = |d: &[u8], _: &mut SendHalf<'_>| black_box(d).len();
         for ((r, len), f) in self.reprs.iter().zip(&self.frames) {
             let seg = TcpRepr {
                 payload: &f[..*len],
                 ..*r
             };
-            let _ = black_box(c.on_segment(now, &seg));
+            let deliver: Option<&mut Deliver<'_>> = if direct { Some(&mut read) } else { None };
+            let _ = black_box(c.on_segment_deliver(now, &seg, deliver));
         }
     }
 }
@@ -70,10 +75,12 @@ struct Pair {
     now: Instant,
     wire: Wire,
     data: Vec<u8>,
+    /// B reads through zero-copy delivery instead of its receive buffer.
+    direct: bool,
 }
 
 impl Pair {
-    fn new(cfg: Config, chunk: usize) -> Pair {
+    fn new(cfg: Config, chunk: usize, direct: bool) -> Pair {
         let t = FourTuple {
             local: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 40000),
             remote: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 80),
@@ -93,6 +100,7 @@ impl Pair {
             now,
             wire: Wire::new(),
             data: vec![0x5a; chunk],
+            direct,
         };
         for _ in 0..4 {
             p.round();
@@ -111,7 +119,7 @@ impl Pair {
         if self.data.len() >= 1024 {
             while self.a.send(&self.data).unwrap_or(0) > 0 {}
             n = self.wire.take(&mut self.a, now);
-            self.wire.give(&mut self.b, now);
+            self.wire.give(&mut self.b, now, self.direct);
         } else {
             // Small writes, each sent at once (no Nagle): one segment each.
             for _ in 0..32 {
@@ -119,7 +127,7 @@ impl Pair {
                     break;
                 }
                 n += self.wire.take(&mut self.a, now);
-                self.wire.give(&mut self.b, now);
+                self.wire.give(&mut self.b, now, self.direct);
             }
         }
         while let Ok((x, y)) = self.b.peek() {
@@ -131,7 +139,7 @@ impl Pair {
             self.b.consume(len);
         }
         self.wire.take(&mut self.b, now);
-        self.wire.give(&mut self.a, now);
+        self.wire.give(&mut self.a, now, false);
         n
     }
 
@@ -161,9 +169,13 @@ fn bench(c: &mut Criterion) {
         recv_buffer: 1 << 20,
         ..Config::default()
     };
-    let mut p = Pair::new(bulk, 64 * 1024);
+    let mut p = Pair::new(bulk.clone(), 64 * 1024, false);
     assert!(p.a.tcb().ts_enabled && p.a.tcb().sack_enabled);
     g.bench_function("data_ack_1448B_ts_sack", |b| {
+        b.iter(|| p.move_segments(SEGMENTS))
+    });
+    let mut p = Pair::new(bulk, 64 * 1024, true);
+    g.bench_function("data_ack_1448B_ts_sack_zero_copy_read", |b| {
         b.iter(|| p.move_segments(SEGMENTS))
     });
 
@@ -173,7 +185,7 @@ fn bench(c: &mut Criterion) {
         recv_buffer: 64 * 1024,
         ..Config::default()
     };
-    let mut p = Pair::new(small, 64);
+    let mut p = Pair::new(small, 64, false);
     g.bench_function("data_ack_64B_nodelay", |b| {
         b.iter(|| p.move_segments(SEGMENTS))
     });

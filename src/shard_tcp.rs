@@ -34,6 +34,15 @@
 //!   service (RFC 6056 Algorithm 4), skipping ports whose 4-tuple is still
 //!   in the table; the port goes back when the connection ends (in shared
 //!   mode a [`PortHook`] steers it meanwhile).
+//! - Receive: once a connection's handler has accepted it, in-order text
+//!   that finds nothing unread ahead of it goes to
+//!   [`TcpHandler::on_data`] borrowed from the UMEM frame
+//!   ([`Connection::on_segment_deliver`]); what the handler leaves is
+//!   copied into the receive buffer and offered again later.
+//! - Connection memory: buffers start at 4 KiB and grow with use; finished
+//!   connections hand their first-size buffers on to new ones (a bounded
+//!   stack), so connect-request-close allocates nothing per connection in
+//!   steady state.
 //! - Applications: run-to-completion [`TcpHandler`]s registered per shard,
 //!   and the thread-side streams of [`crate::api::tcp`] through the shard's
 //!   [`StreamBridge`] ([`STREAMS`]), driven by [`ShardTcp::command`].
@@ -63,7 +72,8 @@ use crate::neighbor::Mac;
 use crate::phy::{FrameBuf, Link};
 use crate::ports::{FlowKey, PortError, Protocol, SharedPorts};
 use crate::tcp::{
-    self, rst_for_unmatched, CloseReason, Connection, FourTuple, IsnKey, Listener, RecvError, State,
+    self, rst_for_unmatched, CloseReason, Connection, FourTuple, IsnKey, Listener, RecvError,
+    SendHalf, State,
 };
 use crate::time::Instant;
 use crate::timer::{TimerHandle, TimerWheel};
@@ -207,6 +217,13 @@ impl TcpShardCounters {
         }
         let engine: u64 = self.engine_drops.iter().sum();
         let _ = write!(s, " tcp_engine_drops={engine}");
+        // The reasons behind the total, only those that happened.
+        for r in tcp::DropReason::ALL {
+            let n = self.engine_dropped(r);
+            if n > 0 {
+                let _ = write!(s, " tcp_engine_drop_{r:?}={n}");
+            }
+        }
         s
     }
 
@@ -362,6 +379,9 @@ pub struct ShardTcp {
     /// Kept between calls to avoid allocating.
     dirty_next: Vec<u32>,
     replies: VecDeque<Reply>,
+    /// Memory of finished connections for new ones (at most
+    /// [`STORAGE_POOL`]): no allocation per connection in steady state.
+    storage: Vec<tcp::ConnStorage>,
     /// MACs of peers that reached a listener, for their SYN-ACKs.
     syn_macs: HashMap<Ipv4Addr, Mac>,
     ports: Option<SharedPorts>,
@@ -402,6 +422,9 @@ impl fmt::Debug for ShardTcp {
 
 /// Most peers remembered for SYN-ACKs; the map is cleared beyond it.
 const SYN_MACS_MAX: usize = 65536;
+/// Finished connections' memory kept for reuse (about 8 KiB each): enough
+/// for the connections a busy shard opens between two closes.
+const STORAGE_POOL: usize = 256;
 
 fn min_opt(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     match (a, b) {
@@ -434,6 +457,7 @@ impl ShardTcp {
             dirty: Vec::new(),
             dirty_next: Vec::new(),
             replies: VecDeque::new(),
+            storage: Vec::new(),
             syn_macs: HashMap::new(),
             ports,
             port_hook: None,
@@ -691,7 +715,7 @@ impl ShardTcp {
     /// Puts `conn` into the slab and the table.
     fn insert(
         &mut self,
-        conn: Connection,
+        mut conn: Connection,
         handler: HandlerId,
         mac: Option<Mac>,
         ephemeral: bool,
@@ -715,6 +739,9 @@ impl ShardTcp {
             self.free.push(slot);
             self.count(TcpShardDrop::TableFull);
             return None;
+        }
+        if let Some(st) = self.storage.pop() {
+            conn.install_storage(st);
         }
         let s = &mut self.slots[slot as usize];
         s.entry = Some(Entry {
@@ -761,6 +788,12 @@ impl ShardTcp {
         if e.ephemeral {
             self.release_port(t.local.port());
         }
+        if self.storage.len() < STORAGE_POOL {
+            let st = e.conn.into_storage();
+            if !st.is_empty() {
+                self.storage.push(st);
+            }
+        }
     }
 
     fn touch(&mut self, slot: u32) {
@@ -798,12 +831,34 @@ impl ShardTcp {
                 .as_ref()
                 .is_some_and(|e| e.conn.syn_may_reopen(seg));
             if !reopen {
-                let Some(e) = self.slots[slot as usize].entry.as_mut() else {
+                let ShardTcp {
+                    slots,
+                    handlers,
+                    bridge,
+                    counters,
+                    ..
+                } = self;
+                let s = &mut slots[slot as usize];
+                let id = ConnId {
+                    slot,
+                    generation: s.generation,
+                };
+                let Some(e) = s.entry.as_mut() else {
                     return Demux::Handled;
                 };
                 e.peer_mac = Some(src_mac);
-                if let Err(r) = e.conn.on_segment(now, seg) {
-                    self.counters.engine_drops[r as usize] += 1;
+                // Once the application has the connection, in-order bytes
+                // reach it straight from the frame (zero copy).
+                let r = if e.opened {
+                    let h = handler_of(handlers, bridge, e.handler);
+                    let mut deliver =
+                        |data: &[u8], tx: &mut SendHalf<'_>| h.on_data(now, id, data, tx);
+                    e.conn.on_segment_deliver(now, seg, Some(&mut deliver))
+                } else {
+                    e.conn.on_segment(now, seg)
+                };
+                if let Err(r) = r {
+                    counters.engine_drops[r as usize] += 1;
                 }
                 self.touch(slot);
                 self.dispatch(now, slot);
@@ -848,7 +903,10 @@ impl ShardTcp {
         }
         self.syn_macs.insert(src, src_mac);
         let l = &mut self.listeners[li];
-        if let Err(r) = l.listener.on_segment(now, remote, seg) {
+        if let Err(r) = l
+            .listener
+            .on_segment_pooled(now, remote, seg, &mut self.storage)
+        {
             self.counters.engine_drops[r as usize] += 1;
         }
         l.dirty = true;

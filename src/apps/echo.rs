@@ -1,7 +1,10 @@
-//! TCP echo: every received byte goes back, copied once from the receive
-//! buffer into the send buffer. When the send buffer is full the rest stays
-//! in the receive buffer (its window closes and the client slows down) and
-//! is offered again once acknowledgements make room. The client's FIN is
+//! TCP echo: every received byte goes back, copied once into the send
+//! buffer: straight from the received frame when it arrives in order
+//! (zero-copy delivery), else from the receive buffer. That copy stays
+//! because the bytes must outlive the frame until acknowledged (the frame
+//! returns to the fill ring at once). When the send buffer is full the rest
+//! stays in the receive buffer (its window closes and the client slows
+//! down) and is offered again once acknowledgements make room. The client's FIN is
 //! answered with ours after the last echoed byte (half-close keeps echoing).
 
 use crate::api::tcp::{ConnId, TcpConn, TcpHandler};

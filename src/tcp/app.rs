@@ -1,11 +1,19 @@
 //! Application access to both buffers of a connection at once: the
-//! readable bytes borrowed from the receive buffer together with the send
-//! side, so a run-to-completion application can answer from received bytes
-//! (an echo copies them once, receive ring to send ring) without an
-//! intermediate buffer.
+//! readable bytes together with the send side, so a run-to-completion
+//! application can answer from received bytes without an intermediate
+//! buffer. In-order bytes are offered straight from the received frame
+//! ([`Deliver`]); only what the application leaves is copied into the
+//! receive ring and offered from there ([`Connection::split`]). An echo so
+//! copies each byte once, frame to send ring.
 
 use super::buffer::SendBuffer;
 use super::connection::{Connection, SendError};
+
+/// The application's read of zero-copy receive data (see
+/// [`Connection::on_segment_deliver`]): it gets in-order bytes straight
+/// from the received segment and the send side, and returns how many it
+/// took; the rest is buffered and offered again later.
+pub type Deliver<'d> = dyn FnMut(&[u8], &mut SendHalf<'_>) -> usize + 'd;
 
 /// The send side of a connection, borrowed next to its receive data.
 #[derive(Debug)]
@@ -14,7 +22,11 @@ pub struct SendHalf<'a> {
     open: Result<(), SendError>,
 }
 
-impl SendHalf<'_> {
+impl<'a> SendHalf<'a> {
+    pub(super) fn new(buf: &'a mut SendBuffer, open: Result<(), SendError>) -> SendHalf<'a> {
+        SendHalf { buf, open }
+    }
+
     /// Queue bytes for sending, as [`Connection::send`].
     pub fn send(&mut self, data: &[u8]) -> Result<usize, SendError> {
         self.open?;
@@ -49,7 +61,7 @@ impl Connection {
 
 impl Connection {
     /// Whether `send` would accept data, with `send`'s error otherwise.
-    fn send_open(&self) -> Result<(), SendError> {
+    pub(super) fn send_open(&self) -> Result<(), SendError> {
         use super::connection::CloseReason;
         match self.close_reason {
             Some(CloseReason::Normal) | None => {}

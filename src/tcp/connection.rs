@@ -4,10 +4,13 @@
 //! Segment input lives in `input.rs`, segment output in `output.rs`, state
 //! changes in `state.rs`.
 
+use std::collections::VecDeque;
+
 use super::buffer::{RecvBuffer, SendBuffer};
 use super::congestion::Congestion;
 use super::isn::IsnKey;
 use super::loss::LossState;
+use super::rack::Sent;
 use super::rtt::RttEstimator;
 use super::state::State;
 use super::tcb::Tcb;
@@ -80,6 +83,24 @@ pub(super) struct PendingRst {
 }
 
 /// One TCP connection. See the module docs for how to drive it.
+/// Memory a finished connection leaves to the next one: the first storage
+/// of its send and receive rings and its RACK record list. A shard keeps a
+/// bounded stack of these so connect-request-close allocates nothing per
+/// connection in steady state. Grown (bulk) storage is not kept.
+#[derive(Debug, Default)]
+pub struct ConnStorage {
+    snd: Option<Vec<u8>>,
+    rcv: Option<Vec<u8>>,
+    records: Option<VecDeque<Sent>>,
+}
+
+impl ConnStorage {
+    /// Whether there is nothing in it worth keeping.
+    pub fn is_empty(&self) -> bool {
+        self.snd.is_none() && self.rcv.is_none() && self.records.is_none()
+    }
+}
+
 #[derive(Debug)]
 pub struct Connection {
     pub(super) cfg: Config,
@@ -569,6 +590,29 @@ impl Connection {
 
     /// Abort (RFC 9293 §3.10.5): send RST in synchronized states, drop
     /// everything, go to CLOSED.
+    /// Consumes a finished connection, keeping its reusable memory.
+    pub fn into_storage(mut self) -> ConnStorage {
+        ConnStorage {
+            snd: self.snd_buf.take_storage(),
+            rcv: self.rcv_buf.take_storage(),
+            records: self.loss.rack.take_records(),
+        }
+    }
+
+    /// Gives a new connection the memory of a finished one (only where it
+    /// has allocated none yet).
+    pub fn install_storage(&mut self, st: ConnStorage) {
+        if let Some(b) = st.snd {
+            let _ = self.snd_buf.install_storage(b);
+        }
+        if let Some(b) = st.rcv {
+            let _ = self.rcv_buf.install_storage(b);
+        }
+        if let Some(r) = st.records {
+            self.loss.rack.install_records(r);
+        }
+    }
+
     pub fn abort(&mut self, now: Instant) {
         if matches!(
             self.state,

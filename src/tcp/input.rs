@@ -5,6 +5,7 @@
 //! Input never transmits: replies (ACKs, challenge ACKs, RSTs) are flagged
 //! for the next `poll_transmit`.
 
+use super::app::{Deliver, SendHalf};
 use super::congestion::Controller;
 use super::connection::{CloseReason, Connection, PendingRst};
 use super::state::State;
@@ -21,6 +22,21 @@ impl Connection {
     /// Process one segment for this connection's 4-tuple. `Err` says why it
     /// was dropped (also counted); replies are queued for `poll_transmit`.
     pub fn on_segment(&mut self, now: Instant, seg: &TcpRepr<'_>) -> Result<(), DropReason> {
+        self.on_segment_deliver(now, seg, None)
+    }
+
+    /// [`Connection::on_segment`] with zero-copy delivery: in-order text
+    /// that finds nothing buffered ahead of it is offered to `deliver`
+    /// straight from the segment (the frame it arrived in), together with
+    /// the send side; only what `deliver` leaves (returns less than the
+    /// length) is copied into the receive buffer. `deliver` is the
+    /// application's read, so pass it only once the application may read.
+    pub fn on_segment_deliver(
+        &mut self,
+        now: Instant,
+        seg: &TcpRepr<'_>,
+        deliver: Option<&mut Deliver<'_>>,
+    ) -> Result<(), DropReason> {
         self.counters.segments_in += 1;
         let r = match self.state {
             State::Closed | State::Listen => {
@@ -31,7 +47,7 @@ impl Connection {
                 Err(DropReason::Closed)
             }
             State::SynSent => self.rcv_syn_sent(now, seg),
-            _ => self.rcv_synchronized(now, seg),
+            _ => self.rcv_synchronized(now, seg, deliver),
         };
         if let Err(reason) = r {
             self.counters.drop(reason);
@@ -133,7 +149,12 @@ impl Connection {
     }
 
     /// RFC 9293 §3.10.7.4, SYN-RECEIVED through TIME-WAIT.
-    fn rcv_synchronized(&mut self, now: Instant, seg: &TcpRepr<'_>) -> Result<(), DropReason> {
+    fn rcv_synchronized(
+        &mut self,
+        now: Instant,
+        seg: &TcpRepr<'_>,
+        deliver: Option<&mut Deliver<'_>>,
+    ) -> Result<(), DropReason> {
         let f = seg.flags;
         let seq = seg.seq_number;
 
@@ -287,7 +308,7 @@ impl Connection {
 
         // Seventh and eighth: text and FIN.
         if self.state.can_receive_data() && !strip_text {
-            self.process_text(now, seg)?;
+            self.process_text(now, seg, deliver)?;
         }
         Ok(())
     }
@@ -405,7 +426,12 @@ impl Connection {
     }
 
     /// Text and FIN (RFC 9293 §3.10.7.4 seventh and eighth).
-    fn process_text(&mut self, now: Instant, seg: &TcpRepr<'_>) -> Result<(), DropReason> {
+    fn process_text(
+        &mut self,
+        now: Instant,
+        seg: &TcpRepr<'_>,
+        deliver: Option<&mut Deliver<'_>>,
+    ) -> Result<(), DropReason> {
         let rcv_nxt = self.tcb.rcv_nxt;
         let mut seq = seg.seq_number;
         let mut data = seg.payload;
@@ -443,8 +469,30 @@ impl Connection {
             self.rcv_mss = self.rcv_mss.max(data.len().min(self.cfg.mss as usize));
             let had_gap = self.rcv_buf.has_out_of_order();
             let off = self.rcv_buf.next_off() + (seq - rcv_nxt) as u64;
-            match self.rcv_buf.insert(off, data) {
+            // Zero copy: next in order, nothing unread before it, and no
+            // urgent mark to keep in the stream.
+            let mut direct = 0;
+            if let Some(deliver) = deliver {
+                if seq == rcv_nxt
+                    && self.rcv_buf.is_empty()
+                    && !had_gap
+                    && !self.app_closed
+                    && self.tcb.rcv_up.is_none()
+                {
+                    let open = self.send_open();
+                    let mut tx = SendHalf::new(&mut self.snd_buf, open);
+                    direct = deliver(data, &mut tx).min(data.len());
+                    self.rcv_buf.skip(direct);
+                }
+            }
+            let rest = if direct < data.len() {
+                self.rcv_buf.insert(off + direct as u64, &data[direct..])
+            } else {
+                Ok(0)
+            };
+            match rest {
                 Ok(grown) => {
+                    let grown = grown + direct;
                     self.tcb.rcv_nxt += grown;
                     if grown == 0 || had_gap {
                         // Out of order, or filling a hole: ACK at once

@@ -17,7 +17,7 @@
 //! counter periods becomes a connection. Such a connection runs without
 //! window scaling, SACK and timestamps (the cookie has no room for them).
 
-use super::connection::Connection;
+use super::connection::{ConnStorage, Connection};
 use super::input::reset_for;
 use super::isn::IsnKey;
 use super::state::State;
@@ -160,6 +160,21 @@ impl Listener {
         remote: SocketAddrV4,
         seg: &TcpRepr<'_>,
     ) -> Result<(), DropReason> {
+        self.on_segment_pooled(now, remote, seg, &mut Vec::new())
+    }
+
+    /// [`Listener::on_segment`] with the memory finished connections left
+    /// (see [`ConnStorage`]): a new embryo takes one (its SYN-ACK and the
+    /// data that may follow the handshake's ACK at once need it). Embryos
+    /// beyond the pool (a SYN flood) get none and allocate nothing until
+    /// data arrives; an embryo that times out drops what it took.
+    pub fn on_segment_pooled(
+        &mut self,
+        now: Instant,
+        remote: SocketAddrV4,
+        seg: &TcpRepr<'_>,
+        pool: &mut Vec<ConnStorage>,
+    ) -> Result<(), DropReason> {
         let tuple = self.tuple(remote);
         if let Some((_, conn)) = self.accept_queue.iter_mut().find(|(t, _)| *t == tuple) {
             return conn.on_segment(now, seg);
@@ -205,7 +220,10 @@ impl Listener {
             return self.drop(DropReason::SynQueueFull);
         }
         self.counters.syns += 1;
-        let conn = Connection::accept_syn(self.cfg.clone(), tuple, now, &self.key, seg);
+        let mut conn = Connection::accept_syn(self.cfg.clone(), tuple, now, &self.key, seg);
+        if let Some(st) = pool.pop() {
+            conn.install_storage(st);
+        }
         self.syn_queue.insert(tuple, conn);
         Ok(())
     }

@@ -10,6 +10,9 @@
 //!   SYNs into connections (passive; SYN queue and accept queue).
 //! - Input: [`Connection::on_segment`] with each segment for its 4-tuple.
 //!   Replies are never written from there; they are queued.
+//!   [`Connection::on_segment_deliver`] also hands in-order text straight
+//!   from the segment to the application's read (zero copy); only what it
+//!   leaves is copied into the receive buffer.
 //! - Output: [`Connection::poll_transmit`] hands out each segment to send as
 //!   a `&TcpRepr` whose payload borrows the send buffer, so the caller writes
 //!   it straight into a transmit frame. The callback returns `false` when it
@@ -162,9 +165,9 @@ mod state;
 mod tcb;
 mod timers;
 
-pub use app::SendHalf;
+pub use app::{Deliver, SendHalf};
 pub use buffer::{InsertError, RecvBuffer, SendBuffer};
-pub use connection::{CloseReason, Connection, RecvError, SendError};
+pub use connection::{CloseReason, ConnStorage, Connection, RecvError, SendError};
 pub use isn::IsnKey;
 pub use listen::{Listener, ListenerCounters};
 pub use output::rst_for_unmatched;

@@ -24,6 +24,12 @@ pub const MAX_SEGMENTS: usize = 1 << 16;
 /// segment is in flight (RFC 8985 §7.2).
 pub const WC_DEL_ACK_T: Duration = Duration::from_millis(200);
 
+/// Added to 2 * SRTT when more than one segment is in flight: the timer and
+/// scheduling slack Linux also adds (TCP_TIMEOUT_MIN, 2 ms). Without it a
+/// microsecond SRTT (a veth pair, a LAN) makes the PTO fire on every pause
+/// of a busy receiver, each probe a spurious retransmission.
+pub const PTO_SLACK: Duration = Duration::from_millis(2);
+
 /// PTO before any RTT sample (RFC 8985 §7.2).
 pub const INITIAL_PTO: Duration = Duration::from_secs(1);
 
@@ -31,8 +37,11 @@ pub const INITIAL_PTO: Duration = Duration::from_secs(1);
 /// widened it (RFC 8985 §6.2 step 4).
 const REO_WND_PERSIST: u32 = 16;
 
+/// Record lists up to this capacity are handed on for reuse.
+const POOLED_RECORDS: usize = 64;
+
 #[derive(Debug, Clone, Copy)]
-struct Sent {
+pub(super) struct Sent {
     start: SeqNumber,
     end: SeqNumber,
     /// Segment.xmit_ts: time of the latest (re)transmission.
@@ -108,6 +117,22 @@ impl Rack {
             reo_wnd_persist: REO_WND_PERSIST,
             dsack_round: None,
             tlp: None,
+        }
+    }
+
+    /// The record list's memory for reuse by another connection, cleared;
+    /// `None` if it grew large (a bulk connection's) or never allocated.
+    pub(super) fn take_records(&mut self) -> Option<VecDeque<Sent>> {
+        let mut segs = std::mem::take(&mut self.segs);
+        self.lost = 0;
+        segs.clear();
+        (segs.capacity() > 0 && segs.capacity() <= POOLED_RECORDS).then_some(segs)
+    }
+
+    /// Memory from [`Rack::take_records`], used if this list has none yet.
+    pub(super) fn install_records(&mut self, segs: VecDeque<Sent>) {
+        if self.segs.capacity() == 0 && segs.is_empty() {
+            self.segs = segs;
         }
     }
 
@@ -378,8 +403,9 @@ impl Rack {
     }
 
     /// The PTO (RFC 8985 §7.2): 2 * SRTT, plus the worst-case delayed-ACK
-    /// time `max_ack_delay` when one segment is in flight, one second before
-    /// any RTT sample, and never later than the pending RTO.
+    /// time `max_ack_delay` when one segment is in flight or [`PTO_SLACK`]
+    /// otherwise, one second before any RTT sample, and never later than
+    /// the pending RTO.
     pub fn pto(
         srtt: Option<Duration>,
         flight_segments: usize,
@@ -391,6 +417,8 @@ impl Rack {
                 let mut p = srtt * 2;
                 if flight_segments == 1 {
                     p += max_ack_delay;
+                } else {
+                    p += PTO_SLACK;
                 }
                 p
             }
@@ -590,8 +618,13 @@ mod tests {
 
     #[test]
     fn pto_worked_numbers() {
-        // SRTT 40 ms, several segments: PTO = 80 ms.
-        assert_eq!(Rack::pto(Some(d(40)), 5, WC_DEL_ACK_T, None), d(80));
+        // SRTT 40 ms, several segments: PTO = 80 ms + the 2 ms slack.
+        assert_eq!(Rack::pto(Some(d(40)), 5, WC_DEL_ACK_T, None), d(82));
+        // SRTT 50 us (a veth pair): 2.1 ms, not 100 us.
+        assert_eq!(
+            Rack::pto(Some(Duration::from_micros(50)), 5, WC_DEL_ACK_T, None),
+            Duration::from_micros(2100)
+        );
         // One segment in flight: 80 + 200 = 280 ms.
         assert_eq!(Rack::pto(Some(d(40)), 1, WC_DEL_ACK_T, None), d(280));
         // Capped by the RTO due in 250 ms.

@@ -3054,3 +3054,62 @@ fn listen_data_before_accept_reaches_the_connection() {
     assert_eq!(c.recv(&mut buf), Ok(5));
     assert_eq!(l.counters().resets_sent, 0);
 }
+
+// ---- zero-copy delivery ----
+
+/// In-order text goes to the application straight from the segment; what
+/// it leaves is buffered and read in order after; an out-of-order segment
+/// and text behind buffered bytes are never offered directly.
+#[test]
+fn established_delivers_in_order_text_without_copy() {
+    let mut c = socket_established();
+    let mut got: Vec<u8> = Vec::new();
+    let mut offers = 0;
+    let seg = |seq: SeqNumber, payload: &'static [u8]| TcpRepr {
+        flags: flags(ACK),
+        seq_number: seq,
+        ack_number: LOCAL_SEQ + 1,
+        payload,
+        ..SEND_TEMPL
+    };
+    // Taken whole: nothing reaches the receive buffer, RCV.NXT moves on and
+    // the echo went into the send side.
+    let mut take_all = |d: &[u8], tx: &mut SendHalf<'_>| {
+        offers += 1;
+        got.extend_from_slice(d);
+        tx.send(d).unwrap()
+    };
+    c.on_segment_deliver(t(0), &seg(REMOTE_SEQ + 1, b"abcd"), Some(&mut take_all))
+        .unwrap();
+    assert_eq!(c.recv_queue(), 0);
+    assert_eq!(c.send_queue(), 4);
+    assert_eq!(c.tcb().rcv_nxt, REMOTE_SEQ + 5);
+    // Partly taken: the rest is buffered, and the next in-order segment
+    // queues behind it instead of being offered.
+    let mut take_two = |d: &[u8], _: &mut SendHalf<'_>| {
+        offers += 1;
+        got.extend_from_slice(&d[..2]);
+        2
+    };
+    c.on_segment_deliver(t(1), &seg(REMOTE_SEQ + 5, b"efgh"), Some(&mut take_two))
+        .unwrap();
+    let mut never = |_: &[u8], _: &mut SendHalf<'_>| -> usize { panic!("offered out of turn") };
+    c.on_segment_deliver(t(2), &seg(REMOTE_SEQ + 9, b"ij"), Some(&mut never))
+        .unwrap();
+    // Out of order: buffered, not offered.
+    c.on_segment_deliver(t(3), &seg(REMOTE_SEQ + 13, b"mn"), Some(&mut never))
+        .unwrap();
+    assert_eq!(offers, 2);
+    assert_eq!(c.recv_queue(), 4);
+    let mut buf = [0u8; 16];
+    let n = c.recv(&mut buf).unwrap();
+    got.extend_from_slice(&buf[..n]);
+    assert_eq!(got, b"abcdefghij");
+    // The hole filled: the segment goes through the buffer (it has the
+    // out-of-order bytes behind it), all readable in order.
+    c.on_segment_deliver(t(4), &seg(REMOTE_SEQ + 11, b"kl"), Some(&mut never))
+        .unwrap();
+    let n = c.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"klmn");
+    assert_eq!(c.tcb().rcv_nxt, REMOTE_SEQ + 15);
+}
