@@ -8,7 +8,8 @@
 # slots, `tcp-stream` with one connection. Server pinned to CPU 0, client
 # to CPU 1. The peer's TSO/GSO is off (`veth.sh --no-tso`): in generic XDP
 # mode its super-segments would not fit a frame; both servers see the same
-# segment sizes. For the xdpstack client's rows the host side's checksum
+# segment sizes. For the xdpstack client's rows (and a second kernel-client
+# stream row, 1*) the host side's checksum
 # offload, TSO and GSO are off as well (its AF_XDP socket needs full
 # checksums and frames within the MTU), and restored after them.
 #
@@ -135,6 +136,10 @@ for round in $(seq "$rounds"); do
 		cells "$round" "$server" kernel
 		host_offloads off
 		cells "$round" "$server" xdpstack
+		# The same stream with both servers sending MTU-sized segments: the
+		# kernel's GSO otherwise crosses veth in 64 KiB super-segments.
+		run_client "$server/no-gso" kernel tcp-stream 1 65536 ||
+			echo "round $round $server/no-gso tcp-stream failed" >&2
 		host_offloads restore
 		stop_server
 		sleep 1
@@ -166,6 +171,9 @@ for kind, conns in cells:
     kx, kk, xx, xk = (med(c, s, kind, conns, key) for c, s in pairs)
     print("%-10s %5d | %11.2f %11.2f %6.2f | %11.2f %11.2f %6.2f | %6.2f" % (
         kind, conns, kx, kk, ratio(kx, kk), xx, xk, ratio(xx, xk), ratio(xx, kk)))
+kx, kk = med("kernel", "xdpstack/no-gso", "tcp-stream", 1, "gbit_s"), med("kernel", "kernel/no-gso", "tcp-stream", 1, "gbit_s")
+print("%-10s %5s | %11.2f %11.2f %6.2f |   (host TSO/GSO off: both servers send MTU-sized segments)" % (
+    "tcp-stream", "1*", kx, kk, ratio(kx, kk)))
 print()
 print("latency (us), same cells: p50 and p99 per client->server")
 hdr = "%-10s %5s | %7s %7s %7s %7s | %8s %8s %8s %8s | %6s %6s" % (
