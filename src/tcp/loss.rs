@@ -170,12 +170,18 @@ impl Connection {
     }
 
     /// RFC 8985 §6.2 step 5 marked a segment lost: start SACK recovery
-    /// (RFC 6675 §5 step 4) unless one is on, or the data was sent before
-    /// the last RTO (RFC 6582 §4, "recover").
+    /// (RFC 6675 §5 step 4) unless one is on, or the lost data was sent
+    /// before the last RTO or within the last episode (RFC 6582 §4,
+    /// "recover": SND.UNA still below it). SND.UNA *at* `recover` means
+    /// everything before it arrived and the first segment after it is the
+    /// one missing: a new loss, so a new episode. (The duplicate-ACK path
+    /// needs an ACK above `recover` because a duplicate ACK cannot say
+    /// which segment is missing; RACK can. Waiting there would leave the
+    /// hole to the retransmission timeout.)
     fn maybe_enter_sack_recovery(&mut self, now: Instant) {
         if self.recovery.is_some()
             || self.loss.rack.lost_count() == 0
-            || self.tcb.snd_una <= self.recover
+            || self.tcb.snd_una < self.recover
             || !self.state.is_synchronized()
         {
             return;
@@ -709,5 +715,32 @@ mod tests {
         assert_eq!(k.timeouts, 0, "no RTO");
         assert_eq!(k.fast_retransmits, 1);
         assert_eq!(k.retransmits, 1);
+    }
+
+    #[test]
+    fn loss_at_the_recovery_point_starts_a_new_recovery() {
+        // Segment 3 is lost; the recovery it starts ends with the ACK of
+        // everything sent before it (SND.UNA == recover). The segment
+        // right at that point is lost too: its hole is SACKed around and
+        // must be repaired by a second fast recovery, not by a timeout
+        // (the RFC 6582 `recover` guard concerns duplicate ACKs; a
+        // RACK-detected loss above it is new, RFC 6675 §5).
+        let mut net = Net::new(|n| {
+            if n == 3 || n == 15 {
+                Fate::Drop
+            } else {
+                Fate::Deliver
+            }
+        });
+        let total = net.start(40);
+        net.run(net.now + Duration::from_millis(1000));
+        let k = net.a.counters();
+        assert_eq!(net.received, total);
+        assert_eq!(k.timeouts, 0, "no RTO");
+        assert_eq!(k.fast_retransmits, 2, "two recovery episodes");
+        assert_eq!(k.retransmits, 2);
+        // Each recovery ended with cwnd = ssthresh (RFC 6582 §3.2 step 3
+        // option 2), not a collapse to the little left in flight.
+        assert!(net.a.cwnd() >= net.a.cc.ssthresh(), "{}", net.a.cwnd());
     }
 }

@@ -236,10 +236,13 @@ impl Controller for Cubic {
         }
     }
 
-    fn on_recovery_exit(&mut self, in_flight: usize, mss: usize) {
-        // RFC 6582 §3.2 step 3 full ACK, option (1); the next ACK in
-        // avoidance starts a new CUBIC epoch from here.
-        self.cwnd = self.ssthresh.min(in_flight.max(mss) + mss);
+    fn on_recovery_exit(&mut self, _in_flight: usize, _mss: usize) {
+        // RFC 6582 §3.2 step 3 full ACK, option (2): cwnd = ssthresh
+        // (= β_cubic * W_max, RFC 9438 §4.6), as Linux ends a recovery;
+        // option (1) would collapse the window to FlightSize + SMSS when
+        // the full ACK covers nearly everything sent (see NewReno). The
+        // next ACK in avoidance starts a new CUBIC epoch from here.
+        self.cwnd = self.ssthresh;
         self.epoch_start = None;
     }
 
