@@ -300,13 +300,22 @@ impl Connection {
         self.timers.clear(TimerKind::Loss);
     }
 
+    /// RFC 6675 Pipe less RACK's loss marks (see
+    /// [`Scoreboard::pipe_less_lost`]).
+    fn pipe(&self, mss: usize) -> usize {
+        let rack = &self.loss.rack;
+        self.loss
+            .sb
+            .pipe_less_lost(self.tcb.snd_max, mss, |from| rack.lost_bytes_from(from))
+    }
+
     /// Room the congestion window leaves for new data: RFC 6675 §5 (C)
     /// cwnd - pipe in SACK recovery (cwnd = ssthresh, step 4.2), RFC 3042
     /// limited transmit otherwise, one segment for a tail loss probe.
     pub(super) fn cwnd_room(&self, in_flight: usize) -> usize {
         let mss = self.eff_mss();
         let room = if self.loss.sack_recovery {
-            let pipe = self.loss.sb.pipe(self.tcb.snd_max, mss);
+            let pipe = self.pipe(mss);
             self.cc.ssthresh().saturating_sub(pipe)
         } else {
             let wnd = limited_transmit_window(
@@ -362,7 +371,7 @@ impl Connection {
             return None;
         }
         let mss = self.eff_mss();
-        let pipe = self.loss.sb.pipe(self.tcb.snd_max, mss);
+        let pipe = self.pipe(mss);
         if !self.loss.first_rexmit && self.cc.ssthresh() < pipe + mss {
             return None;
         }
@@ -423,8 +432,12 @@ impl Connection {
                 .rack
                 .on_probe_sent(self.tcb.snd_max.max(end), retransmission);
             self.timers.set(TimerKind::Retransmit, now + self.rtt.rto());
-        } else if !retransmission && self.loss.timer.is_none() {
-            // Start the PTO after new data (RFC 8985 §7.2); ACKs restart it.
+        } else if !retransmission && self.loss.timer != Some(LossTimer::Reorder) {
+            // Start or restart the PTO after new data (RFC 8985 §7.2; ACKs
+            // restart it too). Restarting on every segment matters: a burst
+            // that starts with nothing in flight would otherwise keep the
+            // PTO of its first segment, FlightSize one, with the delayed-ACK
+            // allowance added, and its loss would wait for the RTO.
             self.arm_pto(now);
         }
     }
@@ -742,5 +755,28 @@ mod tests {
         // Each recovery ended with cwnd = ssthresh (RFC 6582 §3.2 step 3
         // option 2), not a collapse to the little left in flight.
         assert!(net.a.cwnd() >= net.a.cc.ssthresh(), "{}", net.a.cwnd());
+    }
+
+    #[test]
+    fn probe_timeout_counts_the_whole_burst_in_flight() {
+        // The first flight is acknowledged in one ACK; the whole second
+        // flight (11 segments) is lost, so no ACK comes back. The PTO armed
+        // as the burst left must be 2 * SRTT (RFC 8985 §7.2), not the
+        // one-segment PTO with the delayed-ACK allowance that the burst's
+        // first segment alone would call for (that one fires after the
+        // RTO, which then does the repair at a much higher price).
+        let mut net = Net::new(|n| {
+            if (10..=20).contains(&n) {
+                Fate::Drop
+            } else {
+                Fate::Deliver
+            }
+        });
+        let total = net.start(40);
+        net.run(net.now + Duration::from_millis(1000));
+        let k = net.a.counters();
+        assert_eq!(net.received, total);
+        assert_eq!(k.timeouts, 0, "no RTO");
+        assert!(k.tlp_probes >= 1);
     }
 }

@@ -184,6 +184,20 @@ impl Rack {
         self.lost
     }
 
+    /// Bytes at or above `from` marked lost and neither resent nor SACKed
+    /// since: what the sender's Pipe must not count as in flight (see
+    /// [`super::sack_scoreboard::Scoreboard::pipe_less_lost`]).
+    pub fn lost_bytes_from(&self, from: SeqNumber) -> usize {
+        if self.lost == 0 {
+            return 0;
+        }
+        self.segs
+            .iter()
+            .filter(|s| s.lost && !s.sacked && s.end > from)
+            .map(|s| s.end - s.start.max(from))
+            .sum()
+    }
+
     /// RACK_sent_after (RFC 8985 §6.2): t1/seq1 sent after t2/seq2.
     fn sent_after(t1: Instant, seq1: SeqNumber, t2: Instant, seq2: SeqNumber) -> bool {
         t1 > t2 || (t1 == t2 && seq1 > seq2)
