@@ -10,6 +10,11 @@
 //! twice in a row, so the pattern from any offset is one contiguous slice:
 //! the source enqueues straight from it (one copy, into the send ring) and
 //! the receiver compares with one `memcmp` per run.
+//!
+//! When the client closes, one line goes to standard output with the
+//! connection's loss-recovery counters (retransmission timeouts, fast
+//! recoveries, retransmitted segments, tail loss probes, undone
+//! reductions): what a lossy benchmark needs to explain its figure.
 
 use crate::api::tcp::{ConnId, TcpConn, TcpHandler};
 use crate::tcp::SendHalf;
@@ -97,6 +102,23 @@ impl TcpHandler for TcpSource {
         _tx: &mut SendHalf<'_>,
     ) -> usize {
         data.len()
+    }
+
+    fn on_peer_closed(&mut self, _now: Instant, conn: &mut TcpConn<'_>) {
+        let k = conn.conn.counters();
+        println!(
+            "tcp-source {}: closed by the peer; segments_out={} timeouts={} fast_recoveries={} \
+             retransmits={} tlp_probes={} tlp_losses={} spurious_undos={}",
+            conn.tuple().remote,
+            k.segments_out,
+            k.timeouts,
+            k.fast_retransmits,
+            k.retransmits,
+            k.tlp_probes,
+            k.tlp_losses,
+            k.spurious_undos
+        );
+        conn.close();
     }
 
     fn on_writable(&mut self, _now: Instant, conn: &mut TcpConn<'_>) {
