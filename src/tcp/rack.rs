@@ -27,6 +27,14 @@ pub const WC_DEL_ACK_T: Duration = Duration::from_millis(200);
 /// PTO before any RTT sample (RFC 8985 §7.2).
 pub const INITIAL_PTO: Duration = Duration::from_secs(1);
 
+/// Added to 2 * SRTT when more than one segment is in flight, as Linux
+/// adds two timer ticks: on a path whose RTT is tens of microseconds (veth,
+/// a LAN) a bare 2 * SRTT is shorter than the scheduling jitter of either
+/// end, and the probe fires while the ACKs are merely late (hundreds of
+/// probes a second were measured on a loaded host, each a segment beyond
+/// cwnd or a spurious retransmission).
+pub const PTO_SLACK: Duration = Duration::from_millis(2);
+
 /// The reordering window persists this many recoveries after a D-SACK
 /// widened it (RFC 8985 §6.2 step 4).
 const REO_WND_PERSIST: u32 = 16;
@@ -405,6 +413,8 @@ impl Rack {
                 let mut p = srtt * 2;
                 if flight_segments == 1 {
                     p += max_ack_delay;
+                } else {
+                    p += PTO_SLACK;
                 }
                 p
             }
@@ -604,8 +614,13 @@ mod tests {
 
     #[test]
     fn pto_worked_numbers() {
-        // SRTT 40 ms, several segments: PTO = 80 ms.
-        assert_eq!(Rack::pto(Some(d(40)), 5, WC_DEL_ACK_T, None), d(80));
+        // SRTT 40 ms, several segments: PTO = 80 ms + the 2 ms slack.
+        assert_eq!(Rack::pto(Some(d(40)), 5, WC_DEL_ACK_T, None), d(82));
+        // SRTT 30 us (veth): the slack dominates.
+        assert_eq!(
+            Rack::pto(Some(Duration::from_micros(30)), 5, WC_DEL_ACK_T, None),
+            Duration::from_micros(2060)
+        );
         // One segment in flight: 80 + 200 = 280 ms.
         assert_eq!(Rack::pto(Some(d(40)), 1, WC_DEL_ACK_T, None), d(280));
         // Capped by the RTO due in 250 ms.
