@@ -23,7 +23,7 @@
 use std::net::{SocketAddr, SocketAddrV4};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use xdpstack::baseline::kernel_tcp::{run_with, KernelTcpConfig, TcpService};
@@ -122,18 +122,19 @@ fn lossy_download(t: &Topo, imp: &Impair, from: SocketAddrV4, bytes: u64, what: 
 /// The kernel's bulk source on the host side, in this process.
 struct KernelSource {
     addr: SocketAddrV4,
-    stop: &'static AtomicBool,
+    stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl KernelSource {
     fn start(ip: &str) -> KernelSource {
-        let stop: &'static AtomicBool = Box::leak(Box::new(AtomicBool::new(false)));
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
         let mut cfg = KernelTcpConfig::new(format!("{ip}:0").parse().unwrap(), TcpService::Source);
         cfg.congestion = Some("cubic".into());
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::spawn(move || {
-            run_with(&cfg, stop, |a| tx.send(a).unwrap()).expect("kernel source");
+            run_with(&cfg, &flag, |a| tx.send(a).unwrap()).expect("kernel source");
         });
         let SocketAddr::V4(addr) = rx.recv().expect("kernel source listening") else {
             unreachable!()
