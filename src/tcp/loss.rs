@@ -668,8 +668,32 @@ mod tests {
 
     #[test]
     fn reordering_within_the_window_is_not_loss() {
-        // Segment 3 arrives 2 ms late, behind later segments: within RACK's
-        // reordering window (min_RTT / 4 = 5 ms), so nothing is resent.
+        // Segment 7 of the first flight of ten arrives 2 ms late, behind
+        // segments 8 and 9: fewer than DupThresh SACKed segments, so RACK
+        // waits its reordering window (min_RTT / 4 = 5 ms) and nothing is
+        // resent.
+        let mut net = Net::new(|n| {
+            if n == 7 {
+                Fate::Delay(Duration::from_millis(2))
+            } else {
+                Fate::Deliver
+            }
+        });
+        let total = net.start(20);
+        net.run(net.now + Duration::from_millis(500));
+        let k = net.a.counters();
+        assert_eq!(net.received, total);
+        assert_eq!(k.retransmits, 0, "{k:?}");
+        assert_eq!(k.fast_retransmits, 0);
+    }
+
+    #[test]
+    fn dup_thresh_sacked_segments_in_one_block_mean_loss_at_once() {
+        // Segment 3 arrives 2 ms late, behind six later segments SACKed in
+        // one block. Before any reordering was seen, DupThresh SACKed
+        // *segments* (not blocks) make the reordering window zero (RFC 8985
+        // §6.2 step 4): segment 3 is resent at once, the late original is
+        // then reported as a duplicate (D-SACK) and the reduction undone.
         let mut net = Net::new(|n| {
             if n == 3 {
                 Fate::Delay(Duration::from_millis(2))
@@ -681,8 +705,9 @@ mod tests {
         net.run(net.now + Duration::from_millis(500));
         let k = net.a.counters();
         assert_eq!(net.received, total);
-        assert_eq!(k.retransmits, 0);
-        assert_eq!(k.fast_retransmits, 0);
+        assert_eq!(k.retransmits, 1, "{k:?}");
+        assert_eq!(k.fast_retransmits, 1);
+        assert_eq!(k.spurious_undos, 1);
     }
 
     #[test]
