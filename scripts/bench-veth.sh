@@ -245,11 +245,18 @@ if [[ $tcp == 1 && $lossy == 1 ]]; then
 		for round in $(seq "$rounds"); do
 			for server in xdpstack kernel; do
 				lossy_start "$server"
-				ip netns exec "$NS" "$bin" bench tcp-stream --download \
-					--target "$HOST_IP:$port" --duration "$duration" --core 1 \
-					--server-label "$server" --json |
-					sed "s/^{/{\"loss_pct\":$rate,/" | tee -a "$lossy_results" ||
-					echo "bench-veth: lossy round $round $server at $rate% failed" >&2
+				# A second try after a second: a fresh server has been seen to
+				# refuse the very first connection now and then.
+				for attempt in 1 2; do
+					if ip netns exec "$NS" "$bin" bench tcp-stream --download \
+						--target "$HOST_IP:$port" --duration "$duration" --core 1 \
+						--server-label "$server" --json >"$out/lossy/run.json"; then
+						sed "s/^{/{\"loss_pct\":$rate,/" "$out/lossy/run.json" | tee -a "$lossy_results"
+						break
+					fi
+					echo "bench-veth: lossy round $round $server at $rate% failed (attempt $attempt)" >&2
+					sleep 1
+				done
 				stop_server
 				sleep 1
 			done
