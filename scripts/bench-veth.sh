@@ -8,9 +8,17 @@
 #
 #   scripts/bench-veth.sh [--rounds N] [--duration S] [--xdp-mode auto|native|generic]
 #                         [--poll busy|wakeup] [--payload B] [--out DIR] [--udp-only]
+#                         [--no-lossy] [--loss "PCT ..."]
 #
 # Then, unless --udp-only, the TCP comparison of scripts/bench-tcp-veth.sh
-# (tcp-rr, tcp-crr, tcp-stream; its table goes to DIR/tcp/table.txt).
+# (tcp-rr, tcp-crr, tcp-stream; its table goes to DIR/tcp/table.txt), and,
+# unless --no-lossy, a lossy bulk download (DIR/lossy/table.txt): xdpstack
+# `serve --tcp-source --cc cubic` vs the kernel's `baseline kernel-tcp-source
+# --cc cubic`, alternating, to the same kernel receiver in the peer
+# namespace (`bench tcp-stream --download`, one connection), with each PCT
+# of --loss (default 1) dropped each way on the peer's interface by
+# `xdpstack impair`. TSO/GSO and TX checksum offload are off on both sides:
+# segments are MTU-sized for both senders, so the loss is per segment.
 #
 # --poll applies to the xdpstack server, the reflector and the xdpstack
 # client. Busy-polling wins on idle cores. On oversubscribed ones (load
@@ -33,6 +41,8 @@ poll=busy
 payload=64
 out=""
 tcp=1
+lossy=1
+loss_rates="1"
 while [[ $# -gt 0 ]]; do
 	case $1 in
 	--rounds) rounds=$2; shift 2 ;;
@@ -42,7 +52,9 @@ while [[ $# -gt 0 ]]; do
 	--payload) payload=$2; shift 2 ;;
 	--out) out=$2; shift 2 ;;
 	--udp-only) tcp=0; shift ;;
-	*) sed -n '2,25p' "$0" >&2; exit 2 ;;
+	--no-lossy) lossy=0; shift ;;
+	--loss) loss_rates=$2; shift 2 ;;
+	*) sed -n '2,35p' "$0" >&2; exit 2 ;;
 	esac
 done
 
@@ -56,13 +68,20 @@ results="$out/results.jsonl"
 
 name="bv$$"
 name=${name:0:12}
+lossy_name="bl$$"
+lossy_name=${lossy_name:0:12}
 server_pid=""
+impair_pid=""
 cleanup() {
-	if [[ -n $server_pid ]]; then
-		kill -INT "$server_pid" 2>/dev/null || true
-		wait "$server_pid" 2>/dev/null || true
-	fi
+	local pid
+	for pid in "$server_pid" "$impair_pid"; do
+		if [[ -n $pid ]]; then
+			kill -INT "$pid" 2>/dev/null || true
+			wait "$pid" 2>/dev/null || true
+		fi
+	done
 	"$root/scripts/veth.sh" destroy "$name"
+	"$root/scripts/veth.sh" destroy "$lossy_name"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -171,4 +190,95 @@ if [[ $tcp == 1 ]]; then
 	echo "== TCP"
 	"$root/scripts/bench-tcp-veth.sh" --rounds "$rounds" --duration "$duration" \
 		--xdp-mode "$mode" --out "$out/tcp"
+fi
+
+# ---- Lossy bulk download: xdpstack CUBIC vs the kernel's CUBIC as senders.
+lossy_start() {
+	local kind=$1 log="$out/lossy/server-$1.log" ready attempt
+	for attempt in 1 2 3; do
+		case $kind in
+		xdpstack)
+			"$bin" serve --iface "$HOST_IF" --tcp-source "$port" --cc cubic --cores 0 \
+				--xdp-mode "$mode" --poll "$poll" >"$log" 2>&1 &
+			ready="serving on" ;;
+		kernel)
+			"$bin" baseline kernel-tcp-source --bind "$HOST_IP:$port" --cc cubic --core 0 \
+				--busy-poll >"$log" 2>&1 &
+			ready="kernel TCP source on" ;;
+		esac
+		server_pid=$!
+		for _ in $(seq 100); do
+			grep -q "$ready" "$log" && return 0
+			kill -0 "$server_pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		echo "bench-veth: lossy $kind server did not start (attempt $attempt):" >&2
+		cat "$log" >&2
+		kill -INT "$server_pid" 2>/dev/null || true
+		wait "$server_pid" 2>/dev/null || true
+		server_pid=""
+		sleep 1
+	done
+	exit 1
+}
+
+if [[ $tcp == 1 && $lossy == 1 ]]; then
+	echo
+	echo "== lossy TCP download (loss ${loss_rates}% each way)"
+	mkdir -p "$out/lossy"
+	lossy_results="$out/lossy/results.jsonl"
+	: >"$lossy_results"
+	eval "$("$root/scripts/veth.sh" create "$lossy_name" --no-tso)"
+	ethtool -K "$HOST_IF" tso off gso off tx off >/dev/null
+	for rate in $loss_rates; do
+		"$bin" impair --iface "$PEER_IF" --netns "$NS" --drop "$rate" --tcp-only \
+			>"$out/lossy/impair-$rate.log" 2>&1 &
+		impair_pid=$!
+		for _ in $(seq 50); do
+			grep -q "impairing" "$out/lossy/impair-$rate.log" && break
+			sleep 0.1
+		done
+		grep -q "impairing" "$out/lossy/impair-$rate.log" || {
+			cat "$out/lossy/impair-$rate.log" >&2
+			exit 1
+		}
+		for round in $(seq "$rounds"); do
+			for server in xdpstack kernel; do
+				lossy_start "$server"
+				# A second try after a second: a fresh server has been seen to
+				# refuse the very first connection now and then.
+				for attempt in 1 2; do
+					if ip netns exec "$NS" "$bin" bench tcp-stream --download \
+						--target "$HOST_IP:$port" --duration "$duration" --core 1 \
+						--server-label "$server" --json >"$out/lossy/run.json"; then
+						sed "s/^{/{\"loss_pct\":$rate,/" "$out/lossy/run.json" | tee -a "$lossy_results"
+						break
+					fi
+					echo "bench-veth: lossy round $round $server at $rate% failed (attempt $attempt)" >&2
+					sleep 1
+				done
+				stop_server
+				sleep 1
+			done
+		done
+		kill -INT "$impair_pid"
+		wait "$impair_pid" || true
+		impair_pid=""
+		grep "^impair" "$out/lossy/impair-$rate.log"
+	done
+	python3 - "$lossy_results" <<'PY' | tee "$out/lossy/table.txt"
+import json, sys, statistics as st
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+def med(server, loss):
+    v = [r["gbit_s"] for r in rows if r["server"] == server and r["loss_pct"] == loss]
+    return (st.median(v) if v else float("nan")), len(v)
+print("lossy tcp-stream download, 1 connection, kernel receiver; medians; Gbit/s")
+hdr = "%7s | %14s %14s | %6s | %4s" % ("loss %", "xdpstack cubic", "kernel cubic", "x/k", "runs")
+print(hdr)
+print("-" * len(hdr))
+for loss in sorted({r["loss_pct"] for r in rows}):
+    (x, nx), (k, nk) = med("xdpstack", loss), med("kernel", loss)
+    ratio = x / k if k and k == k and x == x else float("nan")
+    print("%7g | %14.3f %14.3f | %6.2f | %d/%d" % (loss, x, k, ratio, nx, nk))
+PY
 fi

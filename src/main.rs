@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use xdpstack::api::tcp::TcpHandler;
 use xdpstack::api::udp::{Echo, UdpHandler};
-use xdpstack::apps::{HttpHandler, TcpEcho};
+use xdpstack::apps::{HttpHandler, TcpEcho, TcpSource};
 use xdpstack::baseline::kernel_tcp::TcpService;
 use xdpstack::http::{HttpConfig, HttpServer};
 use xdpstack::loadgen::tcp::{run_kernel_client, CrrClose, TcpBenchConfig, TcpBenchKind};
@@ -34,6 +34,9 @@ enum Cli {
     /// Servers to compare the stack against.
     #[command(subcommand)]
     Baseline(BaselineCmd),
+    /// Drop, duplicate and corrupt IPv4 TCP/UDP packets on an interface
+    /// (a tc eBPF program) until SIGINT/SIGTERM; prints what it did.
+    Impair(ImpairArgs),
     /// Print the version and exit.
     Version,
 }
@@ -108,6 +111,11 @@ struct ServeArgs {
     /// client closes, then closes.
     #[arg(long = "tcp-echo", value_name = "PORT")]
     tcp_echo: Vec<u16>,
+    /// Run a TCP bulk source on this port (repeatable): sends a fixed
+    /// pattern as fast as the windows allow until the client closes (for
+    /// `bench tcp-stream --download`).
+    #[arg(long = "tcp-source", value_name = "PORT")]
+    tcp_source: Vec<u16>,
     /// Run the HTTP/1.1 server on this port (repeatable): a fixed body,
     /// keep-alive, `Connection: close` honoured.
     #[arg(long = "http", value_name = "PORT")]
@@ -208,6 +216,15 @@ struct BenchTcpArgs {
     /// How the xdpstack client waits for packets.
     #[arg(long, value_enum, default_value_t = PollArg::Busy)]
     poll: PollArg,
+    /// tcp-stream: receive from a source server (`serve --tcp-source`,
+    /// `baseline kernel-tcp-source`) and verify its pattern, instead of
+    /// sending.
+    #[arg(long)]
+    download: bool,
+    /// With --download: each connection reads this many bytes, then the
+    /// run ends (failing if that takes longer than --duration).
+    #[arg(long, value_name = "BYTES", requires = "download")]
+    bytes: Option<u64>,
 }
 
 #[derive(Copy, Clone, Debug, ValueEnum, PartialEq, Eq)]
@@ -266,6 +283,9 @@ enum BaselineCmd {
     KernelTcpEcho(KernelTcpArgs),
     /// Kernel TCP discard server (epoll, one thread), for tcp-stream.
     KernelTcpDiscard(KernelTcpArgs),
+    /// Kernel TCP bulk source (epoll, one thread, the same pattern): the
+    /// counterpart of `serve --tcp-source`, for tcp-stream --download.
+    KernelTcpSource(KernelSourceArgs),
     /// Kernel HTTP/1.1 server (epoll, one thread, the same HTTP session
     /// logic): the counterpart of `serve --http`.
     KernelHttp(KernelHttpArgs),
@@ -282,6 +302,54 @@ struct KernelTcpArgs {
     /// Spin on epoll_wait(0) instead of sleeping in it.
     #[arg(long = "busy-poll")]
     busy_poll: bool,
+}
+
+#[derive(Args, Debug)]
+struct KernelSourceArgs {
+    #[command(flatten)]
+    tcp: KernelTcpArgs,
+    /// The kernel's congestion control by name (`cubic`, `reno`, ...);
+    /// the system default if not given.
+    #[arg(long = "cc", value_name = "ALGO")]
+    cc: Option<String>,
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum, PartialEq, Eq)]
+enum DirectionArg {
+    /// Packets arriving on the interface.
+    Ingress,
+    /// Packets leaving the interface.
+    Egress,
+    /// Both: one program on each hook, each with the same rates.
+    Both,
+}
+
+#[derive(Args, Debug)]
+struct ImpairArgs {
+    /// Interface to impair.
+    #[arg(long)]
+    iface: String,
+    /// Network namespace of the interface (a name under /var/run/netns).
+    #[arg(long)]
+    netns: Option<String>,
+    /// Percent of packets dropped (0-100).
+    #[arg(long, default_value_t = 0.0)]
+    drop: f64,
+    /// Percent of packets duplicated.
+    #[arg(long, default_value_t = 0.0)]
+    dup: f64,
+    /// Percent of packets corrupted (their checksum fails).
+    #[arg(long, default_value_t = 0.0)]
+    corrupt: f64,
+    /// Which hooks.
+    #[arg(long, value_enum, default_value_t = DirectionArg::Both)]
+    direction: DirectionArg,
+    /// Only packets from or to this port (0: any).
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+    /// Leave UDP alone (TCP only).
+    #[arg(long = "tcp-only")]
+    tcp_only: bool,
 }
 
 #[derive(Args, Debug)]
@@ -353,6 +421,10 @@ fn serve(a: ServeArgs) -> Result<(), String> {
     cfg.tcp_congestion = a.cc;
     for port in a.tcp_echo {
         let f: TcpHandlerFactory = Arc::new(|| Box::<TcpEcho>::default() as Box<dyn TcpHandler>);
+        cfg.tcp_handlers.push((port, f));
+    }
+    for port in a.tcp_source {
+        let f: TcpHandlerFactory = Arc::new(|| Box::<TcpSource>::default() as Box<dyn TcpHandler>);
         cfg.tcp_handlers.push((port, f));
     }
     if !a.http.is_empty() {
@@ -463,6 +535,14 @@ fn bench_tcp(kind: TcpBenchKind, a: BenchTcpArgs) -> Result<(), String> {
         CrrCloseArg::Reset => CrrClose::Reset,
         CrrCloseArg::Fin => CrrClose::Fin,
     };
+    if a.download && kind != TcpBenchKind::Stream {
+        return Err("--download is for tcp-stream".into());
+    }
+    if a.download && a.client == ClientArg::Xdpstack {
+        return Err("--download runs on the kernel client".into());
+    }
+    cfg.download = a.download;
+    cfg.download_bytes = a.bytes;
     let mut report = match a.client {
         ClientArg::Kernel => run_kernel_client(&cfg).map_err(|e| e.to_string())?,
         ClientArg::Xdpstack => {
@@ -490,20 +570,78 @@ fn bench_tcp(kind: TcpBenchKind, a: BenchTcpArgs) -> Result<(), String> {
     Ok(())
 }
 
-fn kernel_tcp(a: KernelTcpArgs, service: TcpService) -> Result<(), String> {
+fn kernel_tcp(a: KernelTcpArgs, service: TcpService, cc: Option<String>) -> Result<(), String> {
     use xdpstack::baseline::kernel_tcp::{run_with, KernelTcpConfig};
     let stop = stop_flag()?;
     let mut cfg = KernelTcpConfig::new(a.bind, service.clone());
     cfg.core = a.core;
     cfg.busy_poll = a.busy_poll;
+    cfg.congestion = cc;
     let name = match service {
         TcpService::Echo => "echo",
         TcpService::Discard => "discard",
+        TcpService::Source => "source",
         TcpService::Http(_) => "HTTP",
     };
     let s = run_with(&cfg, &stop, |addr| println!("kernel TCP {name} on {addr}"))
         .map_err(|e| e.to_string())?;
     println!("{s:?}");
+    Ok(())
+}
+
+fn impair(a: ImpairArgs) -> Result<(), String> {
+    use xdpstack::xdp::impair::{attach, attach_in_netns, ppm, ImpairConfig};
+    let pct = |p: f64| -> Result<u32, String> {
+        if (0.0..=100.0).contains(&p) {
+            Ok(ppm(p / 100.0))
+        } else {
+            Err(format!("{p}: a percentage is 0-100"))
+        }
+    };
+    let cfg = ImpairConfig {
+        drop_ppm: pct(a.drop)?,
+        duplicate_ppm: pct(a.dup)?,
+        corrupt_ppm: pct(a.corrupt)?,
+        tcp: true,
+        udp: !a.tcp_only,
+        port: a.port,
+    };
+    let stop = stop_flag()?;
+    let hooks: &[(&str, bool)] = match a.direction {
+        DirectionArg::Ingress => &[("ingress", false)],
+        DirectionArg::Egress => &[("egress", true)],
+        DirectionArg::Both => &[("ingress", false), ("egress", true)],
+    };
+    let mut guards = Vec::new();
+    for &(name, egress) in hooks {
+        let g = match &a.netns {
+            Some(ns) => attach_in_netns(ns, &a.iface, egress, &cfg),
+            None => attach(&a.iface, egress, &cfg),
+        }
+        .map_err(|e| format!("{} {name}: {e}", a.iface))?;
+        guards.push((name, g));
+    }
+    println!(
+        "impairing {}{} on {}: drop {}% dup {}% corrupt {}%",
+        a.iface,
+        a.netns.map(|n| format!(" (netns {n})")).unwrap_or_default(),
+        hooks.iter().map(|h| h.0).collect::<Vec<_>>().join("+"),
+        a.drop,
+        a.dup,
+        a.corrupt
+    );
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Dropping the guards detaches the programs.
+    for (name, g) in guards {
+        let c = g.counters().map_err(|e| e.to_string())?;
+        println!(
+            "impair {name}: seen={} dropped={} duplicated={} duplicate_failed={} corrupted={} \
+             ignored={}",
+            c.seen, c.dropped, c.duplicated, c.duplicate_failed, c.corrupted, c.ignored
+        );
+    }
     Ok(())
 }
 
@@ -556,15 +694,20 @@ fn main() -> ExitCode {
         Cli::Bench(BenchCmd::TcpRr(a)) => bench_tcp(TcpBenchKind::Rr, a),
         Cli::Bench(BenchCmd::TcpCrr(a)) => bench_tcp(TcpBenchKind::Crr, a),
         Cli::Bench(BenchCmd::TcpStream(a)) => bench_tcp(TcpBenchKind::Stream, a),
-        Cli::Baseline(BaselineCmd::KernelTcpEcho(a)) => kernel_tcp(a, TcpService::Echo),
-        Cli::Baseline(BaselineCmd::KernelTcpDiscard(a)) => kernel_tcp(a, TcpService::Discard),
+        Cli::Baseline(BaselineCmd::KernelTcpEcho(a)) => kernel_tcp(a, TcpService::Echo, None),
+        Cli::Baseline(BaselineCmd::KernelTcpDiscard(a)) => kernel_tcp(a, TcpService::Discard, None),
+        Cli::Baseline(BaselineCmd::KernelTcpSource(a)) => {
+            kernel_tcp(a.tcp, TcpService::Source, a.cc)
+        }
         Cli::Baseline(BaselineCmd::KernelHttp(a)) => kernel_tcp(
             a.tcp,
             TcpService::Http(HttpConfig {
                 body_len: a.http_body,
                 ..HttpConfig::default()
             }),
+            None,
         ),
+        Cli::Impair(a) => impair(a),
         Cli::Baseline(BaselineCmd::Reflector(a)) => reflector(a),
         Cli::Baseline(BaselineCmd::KernelUdpEcho(a)) => kernel_echo(a),
         Cli::Version => {

@@ -1,5 +1,5 @@
 //! TCP servers on ordinary kernel sockets for the TCP comparison: echo,
-//! discard and HTTP, one thread, non-blocking sockets under level-triggered
+//! discard, source and HTTP, one thread, non-blocking sockets under level-triggered
 //! epoll, optionally pinned and busy-polling. The service logic is the one
 //! xdpstack's servers run: echo until the client closes, then close; HTTP
 //! through the same sans-IO [`crate::http`] session.
@@ -8,14 +8,22 @@
 //! over the same path, so a bulk sender measures both directions and the
 //! server's writes; a discarding server makes the row one-directional, as a
 //! bulk transfer is.
+//!
+//! Source is the kernel's twin of [`crate::apps::TcpSource`]: on accept it
+//! writes the same endless pattern ([`crate::apps::source::pattern_at`]) as
+//! fast as the socket takes it, until the client closes; with
+//! [`KernelTcpConfig::congestion`] the listener picks the kernel's
+//! congestion control by name (inherited by accepted sockets), for the
+//! lossy download comparison.
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::apps::source::pattern_at;
 use crate::http::{HttpConfig, HttpServer, HttpSession};
-use crate::xdp::epoll::{Epoll, Events, Interest};
+use crate::xdp::epoll::{set_congestion_control, Epoll, Events, Interest};
 
 /// What the server does with a connection's bytes.
 #[derive(Debug, Clone)]
@@ -24,6 +32,8 @@ pub enum TcpService {
     Echo,
     /// Read and drop everything; close after the client closes.
     Discard,
+    /// Send the endless pattern; close after the client closes.
+    Source,
     /// HTTP/1.1 with a fixed body ([`crate::http`]).
     Http(HttpConfig),
 }
@@ -40,6 +50,9 @@ pub struct KernelTcpConfig {
     pub busy_poll: bool,
     /// Bytes read per `read` call.
     pub read_buf: usize,
+    /// The kernel congestion control to use (`TCP_CONGESTION`), e.g.
+    /// `cubic`; `None` keeps the system default.
+    pub congestion: Option<String>,
 }
 
 impl KernelTcpConfig {
@@ -50,6 +63,7 @@ impl KernelTcpConfig {
             core: None,
             busy_poll: false,
             read_buf: 64 * 1024,
+            congestion: None,
         }
     }
 }
@@ -83,6 +97,8 @@ struct Conn {
     /// Request bytes the HTTP session could not take yet (its response
     /// queue was full).
     unparsed: Vec<u8>,
+    /// Pattern bytes written (source).
+    sent: u64,
     /// The client sent FIN.
     eof: bool,
     /// The response that closes the connection is written and our side is
@@ -112,6 +128,9 @@ pub fn run_with(
     }
     let listener = TcpListener::bind(cfg.bind)?;
     listener.set_nonblocking(true)?;
+    if let Some(cc) = &cfg.congestion {
+        set_congestion_control(&listener, cc)?;
+    }
     let ep = Epoll::new()?;
     ep.add(&listener, LISTENER, Interest::READ)?;
     ready(listener.local_addr()?);
@@ -132,7 +151,13 @@ pub fn run_with(
         for i in 0..n {
             let ev = events.get(i);
             if ev.token == LISTENER {
-                accept_all(&listener, &ep, &mut conns, &mut free, &http, &mut stats)?;
+                let first = match cfg.service {
+                    TcpService::Source => Interest::BOTH,
+                    _ => Interest::READ,
+                };
+                accept_all(
+                    &listener, &ep, &mut conns, &mut free, &http, first, &mut stats,
+                )?;
                 continue;
             }
             let idx = ev.token as usize;
@@ -141,7 +166,7 @@ pub fn run_with(
             };
             let next = serve(conn, &cfg.service, http.as_ref(), &mut buf, &mut stats);
             let next = match next {
-                Next::Keep => match update_interest(&ep, idx, conn) {
+                Next::Keep => match update_interest(&ep, idx, conn, &cfg.service) {
                     Ok(()) => Next::Keep,
                     Err(_) => Next::Failed,
                 },
@@ -178,6 +203,7 @@ fn accept_all(
     conns: &mut Vec<Option<Conn>>,
     free: &mut Vec<usize>,
     http: &Option<HttpServer>,
+    interest: Interest,
     stats: &mut KernelTcpStats,
 ) -> io::Result<()> {
     loop {
@@ -200,7 +226,7 @@ fn accept_all(
             conns.push(None);
             conns.len() - 1
         });
-        if ep.add(&stream, idx as u64, Interest::READ).is_err() {
+        if ep.add(&stream, idx as u64, interest).is_err() {
             stats.errors += 1;
             free.push(idx);
             continue;
@@ -211,9 +237,10 @@ fn accept_all(
             pending: VecDeque::new(),
             http: http.as_ref().map(HttpSession::new),
             unparsed: Vec::new(),
+            sent: 0,
             eof: false,
             lingering: false,
-            interest: Interest::READ,
+            interest,
         });
     }
 }
@@ -257,7 +284,7 @@ fn serve(
                         }
                         c.pending.extend(&buf[off..n]);
                     }
-                    TcpService::Discard => {}
+                    TcpService::Discard | TcpService::Source => {}
                     TcpService::Http(_) => {
                         let (Some(s), Some(srv)) = (c.http.as_mut(), http) else {
                             return Next::Failed;
@@ -305,6 +332,18 @@ fn serve(
         TcpService::Discard => {
             if c.eof {
                 return Next::Close;
+            }
+        }
+        TcpService::Source => {
+            if c.eof {
+                return Next::Close;
+            }
+            loop {
+                match write_some(&mut c.stream, pattern_at(c.sent, usize::MAX), stats) {
+                    Ok(0) => break,
+                    Ok(w) => c.sent += w as u64,
+                    Err(e) => return failure(&e),
+                }
             }
         }
         TcpService::Http(_) => {
@@ -404,8 +443,11 @@ fn backed_up(c: &Conn) -> bool {
     c.pending.len() >= ECHO_BACKLOG || !c.unparsed.is_empty()
 }
 
-fn update_interest(ep: &Epoll, idx: usize, c: &mut Conn) -> io::Result<()> {
-    let wants_write = !c.pending.is_empty() || c.http.as_ref().is_some_and(|s| s.has_output());
+fn update_interest(ep: &Epoll, idx: usize, c: &mut Conn, service: &TcpService) -> io::Result<()> {
+    // A source always has more to write (until the client's FIN).
+    let wants_write = !c.pending.is_empty()
+        || c.http.as_ref().is_some_and(|s| s.has_output())
+        || matches!(service, TcpService::Source);
     let want = Interest {
         readable: c.lingering || (!c.eof && !backed_up(c)),
         writable: wants_write,

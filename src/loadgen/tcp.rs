@@ -20,12 +20,23 @@
 //!   unacknowledged queue (`SIOCOUTQ`) at the start and end of the measured
 //!   interval. Anything the server sends back is read and dropped; against a
 //!   discarding server the row is one-directional, as bulk transfer is.
+//! - `tcp-stream --download` ([`TcpBenchConfig::download`]): the other
+//!   direction, against a source server (`serve --tcp-source`, `baseline
+//!   kernel-tcp-source`): `connections` connections only read, checking
+//!   every byte against the source's pattern
+//!   ([`crate::apps::source::verify`]); throughput counts the bytes
+//!   received in the measured interval. With
+//!   [`TcpBenchConfig::download_bytes`] each connection instead reads
+//!   exactly that many bytes and the run ends when all have them (failing
+//!   with `TimedOut` if that takes longer than `duration`: a stalled
+//!   transfer); the report then covers the whole transfer.
 
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
 use std::time::{Duration, Instant};
 
 use super::{new_histogram, Report};
+use crate::apps::source::verify;
 use crate::xdp::epoll::{connect_nonblocking, set_linger_zero, unacked_bytes};
 use crate::xdp::epoll::{Epoll, Events, Interest};
 
@@ -86,6 +97,11 @@ pub struct TcpBenchConfig {
     /// Spin on `epoll_wait(0)` instead of sleeping in it.
     pub busy_poll: bool,
     pub crr_close: CrrClose,
+    /// `tcp-stream`: receive from a source server instead of sending.
+    pub download: bool,
+    /// `tcp-stream` download: bytes each connection reads before the run
+    /// ends (see the module docs); `None`: run for `duration`.
+    pub download_bytes: Option<u64>,
 }
 
 impl TcpBenchConfig {
@@ -101,6 +117,8 @@ impl TcpBenchConfig {
             core: None,
             busy_poll: false,
             crr_close: CrrClose::Reset,
+            download: false,
+            download_bytes: None,
         }
     }
 }
@@ -123,6 +141,7 @@ pub fn run_kernel_client(cfg: &TcpBenchConfig) -> io::Result<Report> {
     let mut report = match cfg.kind {
         TcpBenchKind::Rr => run_rr(cfg)?,
         TcpBenchKind::Crr => run_crr(cfg)?,
+        TcpBenchKind::Stream if cfg.download => run_download(cfg)?,
         TcpBenchKind::Stream => run_stream(cfg)?,
     };
     report.client = "kernel".into();
@@ -633,6 +652,87 @@ fn run_stream(cfg: &TcpBenchConfig) -> io::Result<Report> {
     Ok(r)
 }
 
+/// The report kind of a download run.
+pub const DOWNLOAD_KIND: &str = "tcp-stream-download";
+
+fn run_download(cfg: &TcpBenchConfig) -> io::Result<Report> {
+    let ep = Epoll::new()?;
+    let mut conns = Vec::with_capacity(cfg.connections);
+    for i in 0..cfg.connections {
+        let s = connect(cfg)?;
+        ep.add(&s, i as u64, Interest::READ)?;
+        conns.push(s);
+    }
+    let mut received = vec![0u64; conns.len()];
+    let mut open = conns.len();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut events = Events::with_capacity(cfg.connections.min(1024));
+    let start = Instant::now();
+    let limit = cfg.download_bytes;
+    // A byte limit measures the whole transfer; `duration` bounds it.
+    let measure_from = if limit.is_some() {
+        start
+    } else {
+        start + cfg.warmup
+    };
+    let end = measure_from + cfg.duration;
+    let mut base: Option<(u64, Instant)> = limit.map(|_| (0, start));
+    while open > 0 {
+        let n = ep.wait(&mut events, wait_ms(cfg))?;
+        let now = Instant::now();
+        if base.is_none() && now >= measure_from {
+            base = Some((received.iter().sum(), now));
+        }
+        if now >= end {
+            if limit.is_some() {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "download from {} stalled: {:?} bytes received per connection after {:?}",
+                        cfg.target, received, cfg.duration
+                    ),
+                ));
+            }
+            break;
+        }
+        for k in 0..n {
+            let i = events.get(k).token as usize;
+            let s = &mut conns[i];
+            while let Some(r) = read_some(s, &mut buf)? {
+                if r == 0 {
+                    return Err(unexpected_eof("during a download"));
+                }
+                verify(received[i], &buf[..r]).map_err(|at| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("download from {}: wrong byte at offset {at}", cfg.target),
+                    )
+                })?;
+                received[i] += r as u64;
+                if limit.is_some_and(|l| received[i] >= l) {
+                    ep.delete(s)?;
+                    open -= 1;
+                    break;
+                }
+            }
+        }
+    }
+    let stop = Instant::now();
+    let (base_bytes, base_at) = base.ok_or_else(|| no_progress(cfg))?;
+    let mut r = Report::from_histogram(
+        DOWNLOAD_KIND,
+        &new_histogram(),
+        stop.duration_since(base_at),
+        0,
+        0,
+    );
+    r.bytes = received.iter().sum::<u64>().saturating_sub(base_bytes);
+    if r.bytes == 0 {
+        return Err(no_progress(cfg));
+    }
+    Ok(r)
+}
+
 /// Bytes the receivers acknowledged so far, over all connections.
 fn acked(conns: &[TcpStream], written: &[u64]) -> io::Result<u64> {
     let mut sum = 0;
@@ -679,10 +779,7 @@ mod against_kernel_server {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::mpsc;
 
-    fn bench(
-        service: TcpService,
-        f: impl FnOnce(SocketAddrV4) -> Report,
-    ) -> (Report, KernelTcpStats) {
+    fn bench<R>(service: TcpService, f: impl FnOnce(SocketAddrV4) -> R) -> (R, KernelTcpStats) {
         let stop = AtomicBool::new(false);
         let (tx, rx) = mpsc::channel();
         std::thread::scope(|s| {
@@ -801,5 +898,65 @@ mod against_kernel_server {
             assert!(stats.bytes_in >= r.bytes, "{name}: {stats:?} {}", r.bytes);
             assert!(r.to_json().contains("\"kind\":\"tcp-stream\""));
         }
+    }
+
+    #[test]
+    fn download_from_source_verifies_the_pattern() {
+        // For a duration.
+        let (r, stats) = bench(TcpService::Source, |t| {
+            let mut c = cfg(TcpBenchKind::Stream, t, 2);
+            c.download = true;
+            run_kernel_client(&c).unwrap()
+        });
+        assert!(r.bits_per_second() > 1e6, "{}", r.summary());
+        assert_eq!(r.kind, DOWNLOAD_KIND);
+        assert!(stats.bytes_out >= r.bytes, "{stats:?} {}", r.bytes);
+        assert_eq!(stats.accepted, 2);
+        // A fixed amount, the whole transfer measured.
+        let (r, _) = bench(TcpService::Source, |t| {
+            let mut c = cfg(TcpBenchKind::Stream, t, 1);
+            c.download = true;
+            c.download_bytes = Some(5 << 20);
+            c.duration = Duration::from_secs(10);
+            run_kernel_client(&c).unwrap()
+        });
+        assert!(
+            r.bytes >= 5 << 20 && r.bytes < (5 << 20) + (256 << 10),
+            "{}",
+            r.bytes
+        );
+    }
+
+    #[test]
+    fn download_from_a_wrong_stream_fails() {
+        // An echo server sends nothing: a byte limit turns that into a
+        // stall error, not a hang.
+        let (e, _) = bench(TcpService::Echo, |t| {
+            let mut c = cfg(TcpBenchKind::Stream, t, 1);
+            c.download = true;
+            c.download_bytes = Some(1);
+            c.duration = Duration::from_millis(200);
+            run_kernel_client(&c).unwrap_err()
+        });
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e}");
+        // Bytes that are not the pattern are refused.
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let SocketAddr::V4(addr) = l.local_addr().unwrap() else {
+            unreachable!()
+        };
+        let t = std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            let mut data = crate::apps::source::pattern_at(0, 5000).to_vec();
+            data[4321] ^= 0x40;
+            let _ = s.write_all(&data);
+            std::thread::sleep(Duration::from_millis(300));
+        });
+        let mut c = cfg(TcpBenchKind::Stream, addr, 1);
+        c.download = true;
+        c.download_bytes = Some(10_000);
+        let e = run_kernel_client(&c).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}");
+        assert!(e.to_string().contains("offset 4321"), "{e}");
+        t.join().unwrap();
     }
 }

@@ -170,12 +170,18 @@ impl Connection {
     }
 
     /// RFC 8985 §6.2 step 5 marked a segment lost: start SACK recovery
-    /// (RFC 6675 §5 step 4) unless one is on, or the data was sent before
-    /// the last RTO (RFC 6582 §4, "recover").
+    /// (RFC 6675 §5 step 4) unless one is on, or the lost data was sent
+    /// before the last RTO or within the last episode (RFC 6582 §4,
+    /// "recover": SND.UNA still below it). SND.UNA *at* `recover` means
+    /// everything before it arrived and the first segment after it is the
+    /// one missing: a new loss, so a new episode. (The duplicate-ACK path
+    /// needs an ACK above `recover` because a duplicate ACK cannot say
+    /// which segment is missing; RACK can. Waiting there would leave the
+    /// hole to the retransmission timeout.)
     fn maybe_enter_sack_recovery(&mut self, now: Instant) {
         if self.recovery.is_some()
             || self.loss.rack.lost_count() == 0
-            || self.tcb.snd_una <= self.recover
+            || self.tcb.snd_una < self.recover
             || !self.state.is_synchronized()
         {
             return;
@@ -294,13 +300,22 @@ impl Connection {
         self.timers.clear(TimerKind::Loss);
     }
 
+    /// RFC 6675 Pipe less RACK's loss marks (see
+    /// [`Scoreboard::pipe_less_lost`]).
+    fn pipe(&self, mss: usize) -> usize {
+        let rack = &self.loss.rack;
+        self.loss
+            .sb
+            .pipe_less_lost(self.tcb.snd_max, mss, |from| rack.lost_bytes_from(from))
+    }
+
     /// Room the congestion window leaves for new data: RFC 6675 §5 (C)
     /// cwnd - pipe in SACK recovery (cwnd = ssthresh, step 4.2), RFC 3042
     /// limited transmit otherwise, one segment for a tail loss probe.
     pub(super) fn cwnd_room(&self, in_flight: usize) -> usize {
         let mss = self.eff_mss();
         let room = if self.loss.sack_recovery {
-            let pipe = self.loss.sb.pipe(self.tcb.snd_max, mss);
+            let pipe = self.pipe(mss);
             self.cc.ssthresh().saturating_sub(pipe)
         } else {
             let wnd = limited_transmit_window(
@@ -356,7 +371,7 @@ impl Connection {
             return None;
         }
         let mss = self.eff_mss();
-        let pipe = self.loss.sb.pipe(self.tcb.snd_max, mss);
+        let pipe = self.pipe(mss);
         if !self.loss.first_rexmit && self.cc.ssthresh() < pipe + mss {
             return None;
         }
@@ -417,8 +432,12 @@ impl Connection {
                 .rack
                 .on_probe_sent(self.tcb.snd_max.max(end), retransmission);
             self.timers.set(TimerKind::Retransmit, now + self.rtt.rto());
-        } else if !retransmission && self.loss.timer.is_none() {
-            // Start the PTO after new data (RFC 8985 §7.2); ACKs restart it.
+        } else if !retransmission && self.loss.timer != Some(LossTimer::Reorder) {
+            // Start or restart the PTO after new data (RFC 8985 §7.2; ACKs
+            // restart it too). Restarting on every segment matters: a burst
+            // that starts with nothing in flight would otherwise keep the
+            // PTO of its first segment, FlightSize one, with the delayed-ACK
+            // allowance added, and its loss would wait for the RTO.
             self.arm_pto(now);
         }
     }
@@ -649,8 +668,32 @@ mod tests {
 
     #[test]
     fn reordering_within_the_window_is_not_loss() {
-        // Segment 3 arrives 2 ms late, behind later segments: within RACK's
-        // reordering window (min_RTT / 4 = 5 ms), so nothing is resent.
+        // Segment 7 of the first flight of ten arrives 2 ms late, behind
+        // segments 8 and 9: fewer than DupThresh SACKed segments, so RACK
+        // waits its reordering window (min_RTT / 4 = 5 ms) and nothing is
+        // resent.
+        let mut net = Net::new(|n| {
+            if n == 7 {
+                Fate::Delay(Duration::from_millis(2))
+            } else {
+                Fate::Deliver
+            }
+        });
+        let total = net.start(20);
+        net.run(net.now + Duration::from_millis(500));
+        let k = net.a.counters();
+        assert_eq!(net.received, total);
+        assert_eq!(k.retransmits, 0, "{k:?}");
+        assert_eq!(k.fast_retransmits, 0);
+    }
+
+    #[test]
+    fn dup_thresh_sacked_segments_in_one_block_mean_loss_at_once() {
+        // Segment 3 arrives 2 ms late, behind six later segments SACKed in
+        // one block. Before any reordering was seen, DupThresh SACKed
+        // *segments* (not blocks) make the reordering window zero (RFC 8985
+        // §6.2 step 4): segment 3 is resent at once, the late original is
+        // then reported as a duplicate (D-SACK) and the reduction undone.
         let mut net = Net::new(|n| {
             if n == 3 {
                 Fate::Delay(Duration::from_millis(2))
@@ -662,8 +705,9 @@ mod tests {
         net.run(net.now + Duration::from_millis(500));
         let k = net.a.counters();
         assert_eq!(net.received, total);
-        assert_eq!(k.retransmits, 0);
-        assert_eq!(k.fast_retransmits, 0);
+        assert_eq!(k.retransmits, 1, "{k:?}");
+        assert_eq!(k.fast_retransmits, 1);
+        assert_eq!(k.spurious_undos, 1);
     }
 
     #[test]
@@ -709,5 +753,55 @@ mod tests {
         assert_eq!(k.timeouts, 0, "no RTO");
         assert_eq!(k.fast_retransmits, 1);
         assert_eq!(k.retransmits, 1);
+    }
+
+    #[test]
+    fn loss_at_the_recovery_point_starts_a_new_recovery() {
+        // Segment 3 is lost; the recovery it starts ends with the ACK of
+        // everything sent before it (SND.UNA == recover). The segment
+        // right at that point is lost too: its hole is SACKed around and
+        // must be repaired by a second fast recovery, not by a timeout
+        // (the RFC 6582 `recover` guard concerns duplicate ACKs; a
+        // RACK-detected loss above it is new, RFC 6675 §5).
+        let mut net = Net::new(|n| {
+            if n == 3 || n == 15 {
+                Fate::Drop
+            } else {
+                Fate::Deliver
+            }
+        });
+        let total = net.start(40);
+        net.run(net.now + Duration::from_millis(1000));
+        let k = net.a.counters();
+        assert_eq!(net.received, total);
+        assert_eq!(k.timeouts, 0, "no RTO");
+        assert_eq!(k.fast_retransmits, 2, "two recovery episodes");
+        assert_eq!(k.retransmits, 2);
+        // Each recovery ended with cwnd = ssthresh (RFC 6582 §3.2 step 3
+        // option 2), not a collapse to the little left in flight.
+        assert!(net.a.cwnd() >= net.a.cc.ssthresh(), "{}", net.a.cwnd());
+    }
+
+    #[test]
+    fn probe_timeout_counts_the_whole_burst_in_flight() {
+        // The first flight is acknowledged in one ACK; the whole second
+        // flight (11 segments) is lost, so no ACK comes back. The PTO armed
+        // as the burst left must be 2 * SRTT (RFC 8985 §7.2), not the
+        // one-segment PTO with the delayed-ACK allowance that the burst's
+        // first segment alone would call for (that one fires after the
+        // RTO, which then does the repair at a much higher price).
+        let mut net = Net::new(|n| {
+            if (10..=20).contains(&n) {
+                Fate::Drop
+            } else {
+                Fate::Deliver
+            }
+        });
+        let total = net.start(40);
+        net.run(net.now + Duration::from_millis(1000));
+        let k = net.a.counters();
+        assert_eq!(net.received, total);
+        assert_eq!(k.timeouts, 0, "no RTO");
+        assert!(k.tlp_probes >= 1);
     }
 }

@@ -209,6 +209,20 @@ impl Rack {
         self.lost
     }
 
+    /// Bytes at or above `from` marked lost and neither resent nor SACKed
+    /// since: what the sender's Pipe must not count as in flight (see
+    /// [`super::sack_scoreboard::Scoreboard::pipe_less_lost`]).
+    pub fn lost_bytes_from(&self, from: SeqNumber) -> usize {
+        if self.lost == 0 {
+            return 0;
+        }
+        self.segs
+            .iter()
+            .filter(|s| s.lost && !s.sacked && s.end > from)
+            .map(|s| s.end - s.start.max(from))
+            .sum()
+    }
+
     /// RACK_sent_after (RFC 8985 §6.2): t1/seq1 sent after t2/seq2.
     fn sent_after(t1: Instant, seq1: SeqNumber, t2: Instant, seq2: SeqNumber) -> bool {
         t1 > t2 || (t1 == t2 && seq1 > seq2)
@@ -338,7 +352,19 @@ impl Rack {
         }
     }
 
-    /// RACK.reo_wnd (RFC 8985 §6.2 step 4, RACK_update_reo_wnd).
+    /// SACKed outstanding segment records, counted up to `limit` (from
+    /// the top, where SACKed data usually is).
+    fn sacked_records(&self, limit: usize) -> usize {
+        self.segs
+            .iter()
+            .rev()
+            .filter(|s| s.sacked)
+            .take(limit)
+            .count()
+    }
+
+    /// RACK.reo_wnd (RFC 8985 §6.2 step 4, RACK_update_reo_wnd); the last
+    /// argument is the number of SACKed segments (or blocks) known.
     pub fn reo_wnd(&self, srtt: Duration, in_recovery: bool, sacked_ranges: usize) -> Duration {
         if !self.reordering_seen
             && (in_recovery || sacked_ranges >= super::sack_scoreboard::DUP_THRESH)
@@ -361,7 +387,17 @@ impl Rack {
         sacked_ranges: usize,
     ) -> Option<Duration> {
         let rack_ts = self.xmit_ts?;
-        let reo_wnd = self.reo_wnd(srtt, in_recovery, sacked_ranges);
+        // RFC 8985 §6.2 step 4 counts SACKed *segments* against DupThresh:
+        // one SACK block of three segments qualifies as well as three
+        // blocks do. (Counting blocks only, a single hole followed by a
+        // contiguous run waited a reordering window, during which new data
+        // went out ahead of the retransmission.)
+        let sacked = if !self.reordering_seen && !in_recovery && sacked_ranges > 0 {
+            sacked_ranges.max(self.sacked_records(super::sack_scoreboard::DUP_THRESH))
+        } else {
+            sacked_ranges
+        };
+        let reo_wnd = self.reo_wnd(srtt, in_recovery, sacked);
         let mut timeout: Option<Duration> = None;
         for s in self.segs.iter_mut() {
             let before_rack = Self::sent_after(rack_ts, self.end_seq, s.xmit_ts, s.end);

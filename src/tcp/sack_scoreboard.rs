@@ -258,6 +258,25 @@ impl Scoreboard {
         outstanding - lost + rexmitted
     }
 
+    /// [`Scoreboard::pipe`] less what RACK marked lost by time (RFC 8985
+    /// §6.2 step 5) and has not been resent: `rack_lost(from)` gives those
+    /// bytes at or above `from`, here the IsLost() boundary, below which
+    /// Pipe counts nothing lost anyway. A RACK loss often has too few
+    /// SACKed bytes above it for IsLost() (one probe SACKed after a lost
+    /// flight); counted in flight it would hold Pipe at cwnd and stop its
+    /// own retransmission until the RTO (Linux subtracts its lost_out the
+    /// same way). Resent segments keep RFC 6675's count.
+    pub fn pipe_less_lost(
+        &self,
+        high_data: SeqNumber,
+        mss: usize,
+        rack_lost: impl FnOnce(SeqNumber) -> usize,
+    ) -> usize {
+        let boundary = self.loss_boundary(mss).min(high_data).max(self.high_ack);
+        self.pipe(high_data, mss)
+            .saturating_sub(rack_lost(boundary))
+    }
+
     /// The first unSACKed hole at or above `from`, below `limit`: (start, end).
     fn first_hole(&self, from: SeqNumber, limit: SeqNumber) -> Option<(SeqNumber, SeqNumber)> {
         let mut start = from.max(self.high_ack);
@@ -473,6 +492,35 @@ mod tests {
         assert_eq!(sb.pipe(s(10_000), MSS), 7000);
         // Next: rule 2, new data.
         assert_eq!(sb.next_seg(s(10_000), true, MSS), Some(NextSeg::NewData));
+    }
+
+    #[test]
+    fn pipe_leaves_out_what_rack_marked_lost() {
+        // A flight [0, 11000) lost but for its last segment, SACKed: no byte
+        // is IsLost() (one SMSS SACKed above), so Pipe counts all 10000.
+        let mut sb = Scoreboard::new(s(0));
+        sb.on_ack(s(0), &[blk(10_000, 11_000)], s(11_000));
+        assert!(!sb.is_lost(s(0), MSS));
+        assert_eq!(sb.pipe(s(11_000), MSS), 10_000);
+        // RACK marked [0, 10000) lost by time: none of it is in flight.
+        let marked = |from: SeqNumber| 10_000usize.saturating_sub(from - s(0));
+        assert_eq!(sb.pipe_less_lost(s(11_000), MSS, marked), 0);
+        // Its first segment resent: no longer marked, counted as RFC 6675
+        // does (the original and the retransmission).
+        sb.on_retransmit(s(1000));
+        let rest = |from: SeqNumber| 9000usize.saturating_sub(from.max(s(1000)) - s(1000));
+        assert_eq!(sb.pipe_less_lost(s(11_000), MSS, rest), 2000);
+        // The closure is asked from the IsLost() boundary on, so nothing is
+        // subtracted twice: three SACKed segments make [0, 7000) IsLost().
+        let mut sb = Scoreboard::new(s(0));
+        sb.on_ack(s(0), &[blk(7000, 10_000)], s(10_000));
+        assert_eq!(sb.pipe(s(10_000), MSS), 0);
+        let asked = std::cell::Cell::new(None);
+        sb.pipe_less_lost(s(10_000), MSS, |from| {
+            asked.set(Some(from));
+            0
+        });
+        assert_eq!(asked.get(), Some(s(7000)));
     }
 
     #[test]

@@ -252,6 +252,24 @@ pub fn set_linger_zero(s: &TcpStream) -> io::Result<()> {
     Ok(())
 }
 
+/// `TCP_CONGESTION`: the congestion control of a socket by its kernel name
+/// (`cubic`, `reno`, ...); a listener's choice is inherited by the
+/// connections it accepts.
+pub fn set_congestion_control(fd: &impl AsRawFd, name: &str) -> io::Result<()> {
+    // Safety: `name` is a live buffer of the given length (the kernel copies
+    // at most that many bytes and needs no NUL).
+    cvt(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_CONGESTION,
+            name.as_ptr() as *const libc::c_void,
+            name.len() as libc::socklen_t,
+        )
+    })?;
+    Ok(())
+}
+
 /// Bytes in the send queue not yet acknowledged by the peer (`SIOCOUTQ`).
 pub fn unacked_bytes(s: &TcpStream) -> io::Result<usize> {
     let mut n: libc::c_int = 0;

@@ -18,9 +18,11 @@
 //! Corruption makes the packet's L4 checksum wrong in every case (see the C
 //! file), so a receiver that verifies checksums drops every corrupted
 //! packet. Packets from a kernel socket on an interface with TX checksum
-//! offload on reach a peer with partial checksums that it does not verify;
-//! turn offload off on that side (`ethtool -K DEV tx off`) for UDP; TCP is
-//! covered either way.
+//! offload on reach a peer with partial checksums that it does not verify:
+//! turn offload off on the sending side (`ethtool -K DEV tx off`) whenever
+//! packets are corrupted after they left it (on the peer's ingress), for
+//! TCP as for UDP; corruption on the sender's own egress is caught either
+//! way.
 
 use std::ffi::CString;
 use std::fmt;

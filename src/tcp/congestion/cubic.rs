@@ -115,7 +115,16 @@ impl Cubic {
 
     /// The multiplicative decrease shared by loss and timeout (RFC 9438
     /// §4.6, with fast convergence §4.7). Returns the new ssthresh.
+    ///
+    /// ssthresh is β_cubic times cwnd, not FlightSize, as in Linux; RFC
+    /// 9438 §4.6 allows it for an implementation that keeps cwnd from
+    /// growing while the flight is below it, as `on_ack` does. On a short
+    /// path FlightSize at the moment of detection is often only the burst
+    /// sent since the last ACK (the ACKs before it acknowledged the rest),
+    /// well below a cwnd the sender does fill; basing the reduction on it
+    /// cut the window by far more than β on every loss.
     fn reduce(&mut self, in_flight: usize, mss: usize) -> usize {
+        let in_flight = in_flight.max(self.cwnd);
         let cwnd_seg = self.cwnd as f64 / mss as f64;
         // §4.7: a flow whose window stopped below the previous W_max
         // releases bandwidth faster for new flows.
@@ -125,7 +134,8 @@ impl Cubic {
             cwnd_seg
         };
         self.cwnd_prior = cwnd_seg;
-        // §4.6: ssthresh = flight_size * β_cubic, at least 2 segments.
+        // §4.6: ssthresh = max(cwnd, flight_size) * β_cubic (see above),
+        // at least 2 segments.
         let ss = (in_flight as f64 * BETA_CUBIC) as usize;
         self.ssthresh = ss.max(2 * mss);
         self.epoch_start = None;
@@ -236,10 +246,13 @@ impl Controller for Cubic {
         }
     }
 
-    fn on_recovery_exit(&mut self, in_flight: usize, mss: usize) {
-        // RFC 6582 §3.2 step 3 full ACK, option (1); the next ACK in
-        // avoidance starts a new CUBIC epoch from here.
-        self.cwnd = self.ssthresh.min(in_flight.max(mss) + mss);
+    fn on_recovery_exit(&mut self, _in_flight: usize, _mss: usize) {
+        // RFC 6582 §3.2 step 3 full ACK, option (2): cwnd = ssthresh
+        // (= β_cubic * W_max, RFC 9438 §4.6), as Linux ends a recovery;
+        // option (1) would collapse the window to FlightSize + SMSS when
+        // the full ACK covers nearly everything sent (see NewReno). The
+        // next ACK in avoidance starts a new CUBIC epoch from here.
+        self.cwnd = self.ssthresh;
         self.epoch_start = None;
     }
 
@@ -459,6 +472,19 @@ mod tests {
         assert_eq!(c.window(), 11 * MSS);
         cwnd_limited_ack(&mut c, ms(2), 500);
         assert_eq!(c.window(), 11 * MSS + 500);
+    }
+
+    #[test]
+    fn reduction_is_from_cwnd_when_the_flight_is_smaller() {
+        // cwnd 40 segments, of which only the last burst of 10 is still
+        // unacknowledged when the loss is detected: ssthresh = 0.7 * 40.
+        let mut c = Cubic::new(MSS, 40);
+        c.on_congestion_event(ms(0), 10 * MSS, MSS);
+        assert_eq!(c.ssthresh(), 28_000);
+        // A flight above cwnd (limited transmit, a probe) counts.
+        let mut c = Cubic::new(MSS, 40);
+        c.on_rto(ms(0), 50 * MSS, MSS);
+        assert_eq!(c.ssthresh(), 35_000);
     }
 
     #[test]

@@ -74,9 +74,14 @@ impl Controller for NewReno {
         }
     }
 
-    fn on_recovery_exit(&mut self, in_flight: usize, mss: usize) {
-        // RFC 6582 §3.2 step 3, full ACK, option (1).
-        self.cwnd = self.ssthresh.min(in_flight.max(mss) + mss);
+    fn on_recovery_exit(&mut self, _in_flight: usize, _mss: usize) {
+        // RFC 6582 §3.2 step 3, full ACK, option (2): cwnd = ssthresh, as
+        // Linux ends a recovery. Option (1), min(ssthresh, FlightSize +
+        // SMSS), guards against a burst but collapses the window whenever
+        // the full ACK covers nearly everything sent (the usual case on a
+        // short path, where the data sent during recovery is acknowledged
+        // by the same ACK): a slow-start restart after every loss.
+        self.cwnd = self.ssthresh;
     }
 
     fn on_rto(&mut self, _now: Instant, in_flight: usize, mss: usize) {
@@ -130,8 +135,9 @@ mod tests {
         assert_eq!(c.window(), 8 * MSS);
         c.on_partial_ack(3 * MSS, MSS);
         assert_eq!(c.window(), 6 * MSS);
-        c.on_recovery_exit(2 * MSS, MSS);
-        assert_eq!(c.window(), 3 * MSS);
+        // Option (2) of RFC 6582 §3.2 step 3: ssthresh, whatever the flight.
+        c.on_recovery_exit(0, MSS);
+        assert_eq!(c.window(), 4 * MSS);
         c.on_congestion_event(T, MSS, MSS);
         assert_eq!(c.ssthresh(), 2 * MSS, "never below 2 SMSS");
     }
