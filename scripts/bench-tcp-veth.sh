@@ -26,6 +26,7 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
+. "$root/scripts/bench-lib.sh"
 rounds=3
 duration=5
 mode=auto
@@ -55,10 +56,7 @@ name="bt$$"
 name=${name:0:12}
 server_pid=""
 cleanup() {
-	if [[ -n $server_pid ]]; then
-		kill -INT "$server_pid" 2>/dev/null || true
-		wait "$server_pid" 2>/dev/null || true
-	fi
+	stop_server
 	"$root/scripts/veth.sh" destroy "$name"
 }
 trap cleanup EXIT
@@ -68,30 +66,15 @@ eval "$("$root/scripts/veth.sh" create "$name" --no-tso)"
 port=7001
 
 start_server() {
-	local kind=$1 log="$out/server-$1.log" ready
-	case $kind in
+	local log="$out/server-$1.log"
+	case $1 in
 	xdpstack)
-		"$bin" serve --iface "$HOST_IF" --tcp-echo "$port" --cores 0 --xdp-mode "$mode" --poll "$poll" >"$log" 2>&1 &
-		ready="serving on" ;;
+		start_ready "$log" "serving on" "$bin" serve --iface "$HOST_IF" --tcp-echo "$port" \
+			--cores 0 --xdp-mode "$mode" --poll "$poll" ;;
 	kernel)
-		"$bin" baseline kernel-tcp-echo --bind "$HOST_IP:$port" --core 0 --busy-poll >"$log" 2>&1 &
-		ready="kernel TCP echo on" ;;
+		start_ready "$log" "kernel TCP echo on" "$bin" baseline kernel-tcp-echo \
+			--bind "$HOST_IP:$port" --core 0 --busy-poll ;;
 	esac
-	server_pid=$!
-	for _ in $(seq 100); do
-		grep -q "$ready" "$log" && return 0
-		kill -0 "$server_pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	echo "bench-tcp-veth: $kind server did not start:" >&2
-	cat "$log" >&2
-	exit 1
-}
-
-stop_server() {
-	kill -INT "$server_pid"
-	wait "$server_pid" || true
-	server_pid=""
 }
 
 run_client() {

@@ -34,6 +34,7 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
+. "$root/scripts/bench-lib.sh"
 rounds=3
 duration=5
 mode=auto
@@ -73,13 +74,11 @@ lossy_name=${lossy_name:0:12}
 server_pid=""
 impair_pid=""
 cleanup() {
-	local pid
-	for pid in "$server_pid" "$impair_pid"; do
-		if [[ -n $pid ]]; then
-			kill -INT "$pid" 2>/dev/null || true
-			wait "$pid" 2>/dev/null || true
-		fi
-	done
+	stop_server
+	if [[ -n $impair_pid ]]; then
+		kill -INT "$impair_pid" 2>/dev/null || true
+		wait "$impair_pid" 2>/dev/null || true
+	fi
 	"$root/scripts/veth.sh" destroy "$name"
 	"$root/scripts/veth.sh" destroy "$lossy_name"
 }
@@ -93,48 +92,19 @@ eval "$("$root/scripts/veth.sh" create "$name")"
 ethtool -K "$HOST_IF" tx off >/dev/null
 port=7001
 
-# Starts a server and waits for its readiness line; retried, since the
-# kernel frees the previous server's AF_XDP socket asynchronously.
 start_server() {
-	local attempt
-	for attempt in 1 2 3; do
-		try_start_server "$1" && return 0
-		echo "bench-veth: $1 server did not start (attempt $attempt):" >&2
-		cat "$out/server-$1.log" >&2
-		sleep 1
-	done
-	exit 1
-}
-
-try_start_server() {
-	local kind=$1 log="$out/server-$1.log" ready
-	case $kind in
+	local log="$out/server-$1.log"
+	case $1 in
 	xdpstack)
-		"$bin" serve --iface "$HOST_IF" --udp-echo "$port" --cores 0 --xdp-mode "$mode" --poll "$poll" >"$log" 2>&1 &
-		ready="serving on" ;;
+		start_ready "$log" "serving on" "$bin" serve --iface "$HOST_IF" --udp-echo "$port" \
+			--cores 0 --xdp-mode "$mode" --poll "$poll" ;;
 	kernel)
-		"$bin" baseline kernel-udp-echo --bind "$HOST_IP:$port" --core 0 >"$log" 2>&1 &
-		ready="kernel UDP echo on" ;;
+		start_ready "$log" "kernel UDP echo on" "$bin" baseline kernel-udp-echo \
+			--bind "$HOST_IP:$port" --core 0 ;;
 	reflector)
-		"$bin" baseline reflector --iface "$HOST_IF" --port "$port" --cores 0 --xdp-mode "$mode" --poll "$poll" >"$log" 2>&1 &
-		ready="reflecting UDP port" ;;
+		start_ready "$log" "reflecting UDP port" "$bin" baseline reflector --iface "$HOST_IF" \
+			--port "$port" --cores 0 --xdp-mode "$mode" --poll "$poll" ;;
 	esac
-	server_pid=$!
-	for _ in $(seq 100); do
-		grep -q "$ready" "$log" && return 0
-		kill -0 "$server_pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	kill -INT "$server_pid" 2>/dev/null || true
-	wait "$server_pid" 2>/dev/null || true
-	server_pid=""
-	return 1
-}
-
-stop_server() {
-	kill -INT "$server_pid"
-	wait "$server_pid" || true
-	server_pid=""
 }
 
 run_client() {
@@ -194,32 +164,15 @@ fi
 
 # ---- Lossy bulk download: xdpstack CUBIC vs the kernel's CUBIC as senders.
 lossy_start() {
-	local kind=$1 log="$out/lossy/server-$1.log" ready attempt
-	for attempt in 1 2 3; do
-		case $kind in
-		xdpstack)
-			"$bin" serve --iface "$HOST_IF" --tcp-source "$port" --cc cubic --cores 0 \
-				--xdp-mode "$mode" --poll "$poll" >"$log" 2>&1 &
-			ready="serving on" ;;
-		kernel)
-			"$bin" baseline kernel-tcp-source --bind "$HOST_IP:$port" --cc cubic --core 0 \
-				--busy-poll >"$log" 2>&1 &
-			ready="kernel TCP source on" ;;
-		esac
-		server_pid=$!
-		for _ in $(seq 100); do
-			grep -q "$ready" "$log" && return 0
-			kill -0 "$server_pid" 2>/dev/null || break
-			sleep 0.1
-		done
-		echo "bench-veth: lossy $kind server did not start (attempt $attempt):" >&2
-		cat "$log" >&2
-		kill -INT "$server_pid" 2>/dev/null || true
-		wait "$server_pid" 2>/dev/null || true
-		server_pid=""
-		sleep 1
-	done
-	exit 1
+	local log="$out/lossy/server-$1.log"
+	case $1 in
+	xdpstack)
+		start_ready "$log" "serving on" "$bin" serve --iface "$HOST_IF" --tcp-source "$port" \
+			--cc cubic --cores 0 --xdp-mode "$mode" --poll "$poll" ;;
+	kernel)
+		start_ready "$log" "kernel TCP source on" "$bin" baseline kernel-tcp-source \
+			--bind "$HOST_IP:$port" --cc cubic --core 0 --busy-poll ;;
+	esac
 }
 
 if [[ $tcp == 1 && $lossy == 1 ]]; then
