@@ -12,8 +12,8 @@
 //!   (listeners exist on every shard: a SYN is served where it lands), else
 //!   a RST from [`rst_for_unmatched`] when the shard owns the whole address
 //!   (dedicated mode) or a counted drop. A SYN for a connection in
-//!   TIME-WAIT that [`Connection::syn_may_reopen`] accepts ends it and goes
-//!   to the listener (RFC 6191).
+//!   TIME-WAIT that [`Connection::syn_may_reopen`] accepts ends it (its
+//!   handler gets the final `on_close`) and goes to the listener (RFC 6191).
 //! - Timers: each connection keeps its own timer table; the shard's wheel
 //!   holds one entry per connection, its earliest deadline (and the
 //!   application timer of [`crate::api::tcp::TcpConn::set_timer`]), and

@@ -9,6 +9,13 @@
 //! application accepts). A connection leaves it through
 //! [`Listener::accept`], after which its owner routes its 4-tuple to it.
 //!
+//! A SYN for an embryo's 4-tuple: the same ISN is the peer retransmitting
+//! (answered with the SYN-ACK again); another ISN with a newer timestamp
+//! replaces the embryo with a new one, so a peer that abandoned its first
+//! attempt and reuses the port is answered at once (RFC 9293 §3.10.7.4,
+//! see [`Connection::syn_may_restart`]); any other is answered with an ACK
+//! (RFC 5961 §4.2).
+//!
 //! # SYN cookies
 //! When the SYN queue is full, the SYN-ACK's ISS is a cookie and nothing is
 //! stored: 5 bits of a 64-second counter, 2 bits of an MSS table index and
