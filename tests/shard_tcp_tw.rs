@@ -3,7 +3,9 @@
 //! exhausted by connections the client closed first (so they sit in
 //! TIME-WAIT); a new connect fails before the reuse delay and succeeds
 //! after it, the connection that gave way gets its final `on_close`, and a
-//! peer still in TIME-WAIT on the same 4-tuple accepts the new SYN.
+//! peer still in TIME-WAIT on the same 4-tuple accepts the new SYN. And a
+//! new SYN for a handshake the client abandoned restarts the server's
+//! embryo instead of waiting for a SYN retransmission.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::{Arc, Mutex};
@@ -377,4 +379,61 @@ fn peer_in_time_wait_accepts_the_reused_tuple() {
     // The server's TIME-WAIT connection gave way, with its final close.
     assert!(srv.closed.contains(&(server_old, CloseReason::Normal)));
     assert!(b.tcp.connection(server_old).is_none());
+}
+
+/// A client that gave up its handshake (its SYN-ACK lost, the connect
+/// aborted) and opens again from the same port with a new ISN: the
+/// server's embryo gives way to the newer SYN and the SYN-ACK comes at
+/// once, not after the client's SYN retransmission timeout.
+#[test]
+fn new_syn_from_an_abandoned_handshake_is_answered_at_once() {
+    let (mut a, mut b) = sides(1);
+    let _client = handler(&mut a, false, false);
+    let server = handler(&mut b, false, true);
+    let t0 = Instant::from_millis(1);
+    let first = a.tcp.connect(t0, SERVER, 0, None).unwrap();
+    a.step(t0);
+    // The server takes the SYN and answers.
+    let t1 = t0 + Duration::from_micros(60);
+    b.step(t1);
+    assert_eq!(
+        b.tcp.listener_counters(PORT).map(|c| c.syns),
+        Some(1),
+        "the SYN reached the listener"
+    );
+    // The SYN-ACK is lost.
+    let t2 = t1 + Duration::from_micros(60);
+    a.link.recv_batch(t2, &mut a.rx, 64);
+    assert!(!a.rx.is_empty(), "the SYN-ACK was on its way");
+    for f in a.rx.drain(..) {
+        a.link.release(f);
+    }
+    // The client gives up and opens again on the same (only) port.
+    a.tcp.with_conn(t2, first, |c| c.close()).unwrap();
+    a.step(t2);
+    assert!(a.tcp.connection(first).is_none());
+    let t3 = t2 + Duration::from_millis(5);
+    let second = a.tcp.connect(t3, SERVER, 0, None).unwrap();
+    let s = server.clone();
+    let t4 = run(
+        &mut a,
+        &mut b,
+        t3,
+        t3 + Duration::from_secs(5),
+        move |a, _| {
+            a.tcp.connection(second).map(|c| c.state()) == Some(State::Established)
+                && s.lock().unwrap().accepted.len() == 1
+        },
+    );
+    assert_eq!(
+        a.tcp.connection(second).map(|c| c.state()),
+        Some(State::Established)
+    );
+    assert!(
+        t4 < t3 + Duration::from_millis(100),
+        "established at {t4:?}"
+    );
+    let lc = b.tcp.listener_counters(PORT).unwrap();
+    assert_eq!(lc.embryonic_restarted, 1, "{lc:?}");
+    assert_eq!(server.lock().unwrap().accepted.len(), 1);
 }
