@@ -12,8 +12,8 @@
 //!   (listeners exist on every shard: a SYN is served where it lands), else
 //!   a RST from [`rst_for_unmatched`] when the shard owns the whole address
 //!   (dedicated mode) or a counted drop. A SYN for a connection in
-//!   TIME-WAIT that [`Connection::syn_may_reopen`] accepts ends it and goes
-//!   to the listener (RFC 6191).
+//!   TIME-WAIT that [`Connection::syn_may_reopen`] accepts ends it (its
+//!   handler gets the final `on_close`) and goes to the listener (RFC 6191).
 //! - Timers: each connection keeps its own timer table; the shard's wheel
 //!   holds one entry per connection, its earliest deadline (and the
 //!   application timer of [`crate::api::tcp::TcpConn::set_timer`]), and
@@ -34,6 +34,21 @@
 //!   service (RFC 6056 Algorithm 4), skipping ports whose 4-tuple is still
 //!   in the table; the port goes back when the connection ends (in shared
 //!   mode a [`PortHook`] steers it meanwhile).
+//! - TIME-WAIT reuse (as Linux's `tcp_tw_reuse`): when the slice has no
+//!   free port, the oldest TIME-WAIT connection of this shard that was
+//!   actively opened, negotiated timestamps and has waited at least
+//!   [`TW_REUSE_DELAY`] ends early and its port is allocated again. The
+//!   peer accepts the new SYN because its timestamp is newer than any the
+//!   old incarnation sent (RFC 6191 §2, RFC 7323 §5: the same 4-tuple keeps
+//!   its TSval offset, and the clock has moved on by the delay); for the
+//!   same 4-tuple the ISS also lies beyond the old incarnation's sequence
+//!   space ([`Connection::connect_after`]). The connections eligible wait
+//!   in a FIFO in TIME-WAIT order (stale entries are skipped by
+//!   generation), so finding one is O(1) amortised. The reused
+//!   connection's final [`TcpHandler::on_close`] may be due while a
+//!   handler's `poll` opens connections (the handlers are out of the
+//!   shard then): such final closes wait in a queue and are delivered as
+//!   soon as the handlers are back.
 //! - Receive: once a connection's handler has accepted it, in-order text
 //!   that finds nothing unread ahead of it goes to
 //!   [`TcpHandler::on_data`] borrowed from the UMEM frame
@@ -78,7 +93,9 @@ use crate::tcp::{
 use crate::time::Instant;
 use crate::timer::{TimerHandle, TimerWheel};
 use crate::wire::frame::emit_ipv4_tcp;
-use crate::wire::{ethertype, ip_protocol, EthernetAddress, EthernetRepr, Ipv4Repr, TcpRepr};
+use crate::wire::{
+    ethertype, ip_protocol, EthernetAddress, EthernetRepr, Ipv4Repr, SeqNumber, TcpRepr,
+};
 
 /// Settings of one shard's TCP half.
 #[derive(Debug, Clone)]
@@ -179,6 +196,9 @@ pub struct TcpShardCounters {
     pub retransmits: u64,
     pub fast_retransmits: u64,
     pub tlp_probes: u64,
+    /// TIME-WAIT connections ended early so an active open could reuse
+    /// their port (see the module docs).
+    pub tw_reused: u64,
     pub drops: [u64; TcpShardDrop::COUNT],
     /// Segments the engine dropped, by [`tcp::DropReason`].
     pub engine_drops: [u64; tcp::DropReason::COUNT],
@@ -209,8 +229,9 @@ impl TcpShardCounters {
         );
         let _ = write!(
             s,
-            " tcp_rto={} tcp_retransmits={} tcp_fast_retransmits={} tcp_tlp_probes={}",
-            self.rto, self.retransmits, self.fast_retransmits, self.tlp_probes
+            " tcp_rto={} tcp_retransmits={} tcp_fast_retransmits={} tcp_tlp_probes={} \
+             tcp_tw_reused={}",
+            self.rto, self.retransmits, self.fast_retransmits, self.tlp_probes, self.tw_reused
         );
         for r in TcpShardDrop::ALL {
             let _ = write!(s, " tcp_drop_{}={}", r.name(), self.dropped(r));
@@ -240,6 +261,7 @@ impl TcpShardCounters {
         self.retransmits += o.retransmits;
         self.fast_retransmits += o.fast_retransmits;
         self.tlp_probes += o.tlp_probes;
+        self.tw_reused += o.tw_reused;
         for i in 0..TcpShardDrop::COUNT {
             self.drops[i] += o.drops[i];
         }
@@ -291,6 +313,12 @@ pub type PortHook = Box<dyn FnMut(u16, bool) + Send>;
 /// The destination MAC of segments sent before the peer's MAC is known
 /// (see [`ShardTcp::set_park_unresolved`]).
 pub const UNRESOLVED_MAC: Mac = [0; 6];
+
+/// How long an actively opened connection stays in TIME-WAIT before its
+/// port may be reused by a new active open (Linux's default
+/// `tcp_tw_reuse_delay`): the timestamp clock (1 ms per tick) has then
+/// moved on well past anything the old incarnation sent.
+pub const TW_REUSE_DELAY: crate::time::Duration = crate::time::Duration::from_secs(1);
 
 /// How often a connection without a peer MAC asks the resolver again.
 const NO_ROUTE_RETRY: crate::time::Duration = crate::time::Duration::from_millis(10);
@@ -390,6 +418,13 @@ pub struct ShardTcp {
     forwarding: bool,
     /// See [`ShardTcp::set_park_unresolved`].
     park_unresolved: bool,
+    /// TIME-WAIT connections whose port may be reused (actively opened,
+    /// with timestamps), with when they entered TIME-WAIT, oldest first.
+    /// Entries of connections gone since are stale (generation).
+    tw_reusable: VecDeque<(ConnId, Instant)>,
+    /// Final `on_close` calls of connections removed while the handlers
+    /// were out of the shard (TIME-WAIT reuse inside a handler's `poll`).
+    final_closes: Vec<(HandlerId, ConnId, CloseReason)>,
     counters: TcpShardCounters,
 }
 
@@ -463,6 +498,8 @@ impl ShardTcp {
             port_hook: None,
             forwarding: false,
             park_unresolved: false,
+            tw_reusable: VecDeque::new(),
+            final_closes: Vec::new(),
             counters: TcpShardCounters::default(),
         }
     }
@@ -604,7 +641,9 @@ impl ShardTcp {
         if handler >= self.handlers.len() && handler != STREAMS {
             return Err(ConnectError::NoHandler);
         }
-        self.open(now, remote, handler, mac)
+        let r = self.open(now, remote, handler, mac);
+        self.deliver_final_closes(now);
+        r
     }
 
     /// [`ShardTcp::connect`] for a handler known to exist.
@@ -619,7 +658,47 @@ impl ShardTcp {
             self.count(TcpShardDrop::TableFull);
             return Err(ConnectError::TableFull);
         }
-        let ports = self.ports.as_ref().ok_or(ConnectError::NoPort)?;
+        let mut reused = None;
+        let port = match self.allocate_port(remote) {
+            Err(Some(PortError::Exhausted)) => {
+                reused = self.reuse_time_wait(now);
+                match reused {
+                    Some(_) => self.allocate_port(remote),
+                    None => Err(Some(PortError::Exhausted)),
+                }
+            }
+            r => r,
+        }
+        .map_err(|_| ConnectError::NoPort)?;
+        if let Some(h) = self.port_hook.as_mut() {
+            h(port, true);
+        }
+        let tuple = FourTuple {
+            local: SocketAddrV4::new(self.cfg.ip, port),
+            remote,
+        };
+        let conn = match reused {
+            // The same 4-tuple as the connection that just left TIME-WAIT:
+            // start beyond its sequence space.
+            Some((old, snd_max)) if old == tuple => {
+                Connection::connect_after(self.cfg.tcp.clone(), tuple, now, &self.key, snd_max)
+            }
+            _ => Connection::connect(self.cfg.tcp.clone(), tuple, now, &self.key),
+        };
+        match self.insert(conn, handler, mac, true) {
+            Some(id) => Ok(id),
+            None => {
+                self.release_port(port);
+                Err(ConnectError::TableFull)
+            }
+        }
+    }
+
+    /// A free local port for an active open to `remote` from this shard's
+    /// slice, skipping ports whose 4-tuple is in the table (`Err(None)`:
+    /// no port service, or it is unusable).
+    fn allocate_port(&self, remote: SocketAddrV4) -> Result<u16, Option<PortError>> {
+        let ports = self.ports.as_ref().ok_or(None)?;
         let local_ip = self.cfg.ip;
         let flow = FlowKey {
             local_addr: local_ip,
@@ -627,27 +706,89 @@ impl ShardTcp {
             remote_port: remote.port(),
         };
         let table = &self.table;
-        let port = {
-            let mut ps = ports.lock().map_err(|_| ConnectError::NoPort)?;
-            ps.allocate_filtered(Protocol::Tcp, self.cfg.shard, flow, |p| {
-                !table.contains_key(&ConnKey::new(SocketAddrV4::new(local_ip, p), remote))
-            })
-        }
-        .map_err(|_: PortError| ConnectError::NoPort)?;
-        if let Some(h) = self.port_hook.as_mut() {
-            h(port, true);
-        }
-        let tuple = FourTuple {
-            local: SocketAddrV4::new(local_ip, port),
-            remote,
-        };
-        let conn = Connection::connect(self.cfg.tcp.clone(), tuple, now, &self.key);
-        match self.insert(conn, handler, mac, true) {
-            Some(id) => Ok(id),
-            None => {
-                self.release_port(port);
-                Err(ConnectError::TableFull)
+        let mut ps = ports.lock().map_err(|_| None)?;
+        ps.allocate_filtered(Protocol::Tcp, self.cfg.shard, flow, |p| {
+            !table.contains_key(&ConnKey::new(SocketAddrV4::new(local_ip, p), remote))
+        })
+        .map_err(Some)
+    }
+
+    /// Whether `id` is still a connection in TIME-WAIT.
+    fn in_time_wait(&self, id: ConnId) -> bool {
+        self.slots.get(id.slot as usize).is_some_and(|s| {
+            s.generation == id.generation
+                && s.entry
+                    .as_ref()
+                    .is_some_and(|e| e.conn.state() == State::TimeWait)
+        })
+    }
+
+    /// Remembers a connection that entered TIME-WAIT at `now` as a
+    /// candidate for port reuse, dropping stale entries at the front (all
+    /// wait 2*MSL, so the front is the first to go).
+    fn push_time_wait(&mut self, id: ConnId, now: Instant) {
+        while let Some(&(front, _)) = self.tw_reusable.front() {
+            if self.in_time_wait(front) {
+                break;
             }
+            self.tw_reusable.pop_front();
+        }
+        self.tw_reusable.push_back((id, now));
+    }
+
+    /// Ends the oldest reusable TIME-WAIT connection that has waited at
+    /// least [`TW_REUSE_DELAY`], giving its port back; its final
+    /// `on_close` is queued. Returns its 4-tuple and SND.MAX.
+    fn reuse_time_wait(&mut self, now: Instant) -> Option<(FourTuple, SeqNumber)> {
+        loop {
+            let &(id, since) = self.tw_reusable.front()?;
+            if !self.in_time_wait(id) {
+                self.tw_reusable.pop_front();
+                continue;
+            }
+            // The oldest is too young: so are all the others.
+            if now < since + TW_REUSE_DELAY {
+                return None;
+            }
+            self.tw_reusable.pop_front();
+            let e = self.slots[id.slot as usize].entry.as_ref()?;
+            let old = (e.conn.tuple(), e.conn.tcb().snd_max);
+            self.retire(id.slot);
+            self.counters.tw_reused += 1;
+            return Some(old);
+        }
+    }
+
+    /// Removes the connection in `slot` before its time (TIME-WAIT that
+    /// gives way), queueing its final `on_close`.
+    fn retire(&mut self, slot: u32) {
+        let s = &mut self.slots[slot as usize];
+        let id = ConnId {
+            slot,
+            generation: s.generation,
+        };
+        if let Some(e) = s.entry.as_mut() {
+            e.close_seen = true;
+            if !e.final_seen {
+                e.final_seen = true;
+                let reason = e.conn.close_reason().unwrap_or(CloseReason::Normal);
+                self.final_closes.push((e.handler, id, reason));
+            }
+        }
+        self.remove(slot);
+    }
+
+    /// Delivers the queued final `on_close` calls (the handlers must be in
+    /// the shard).
+    fn deliver_final_closes(&mut self, now: Instant) {
+        let ShardTcp {
+            handlers,
+            bridge,
+            final_closes,
+            ..
+        } = self;
+        for (h, id, reason) in final_closes.drain(..) {
+            handler_of(handlers, bridge, h).on_close(now, id, Some(reason));
         }
     }
 
@@ -671,6 +812,7 @@ impl ShardTcp {
             );
         }
         self.handlers = handlers;
+        self.deliver_final_closes(now);
     }
 
     /// Runs `f` on connection `id` as its handler would (to send, close or
@@ -864,12 +1006,10 @@ impl ShardTcp {
                 self.dispatch(now, slot);
                 return Demux::Handled;
             }
-            // RFC 6191: the old incarnation in TIME-WAIT gives way.
-            if let Some(e) = self.slots[slot as usize].entry.as_mut() {
-                e.close_seen = true;
-                e.final_seen = true;
-            }
-            self.remove(slot);
+            // RFC 6191: the old incarnation in TIME-WAIT gives way (its
+            // handler still hears that it is gone).
+            self.retire(slot);
+            self.deliver_final_closes(now);
         }
         let li = self
             .listeners
@@ -1014,8 +1154,10 @@ impl ShardTcp {
             }
         }
         let state = e.conn.state();
+        let mut reusable = false;
         if !e.close_seen && state == State::TimeWait {
             e.close_seen = true;
+            reusable = e.ephemeral && e.conn.tcb().ts_enabled;
             h.on_close(now, id, None);
         }
         if !e.final_seen && state == State::Closed {
@@ -1023,6 +1165,9 @@ impl ShardTcp {
             e.final_seen = true;
             let reason = e.conn.close_reason().unwrap_or(CloseReason::Normal);
             h.on_close(now, id, Some(reason));
+        }
+        if reusable {
+            self.push_time_wait(id, now);
         }
     }
 

@@ -69,6 +69,23 @@ fn client_for(
     Run::parse(line)
 }
 
+/// How many ephemeral ports the client in the namespace has: the stack's
+/// choice beside the namespace kernel's `ip_local_port_range`.
+fn client_ports(t: &Topo) -> u64 {
+    let out = Command::new("ip")
+        .args(["netns", "exec", &t.name, "cat"])
+        .arg("/proc/sys/net/ipv4/ip_local_port_range")
+        .output()
+        .expect("read ip_local_port_range");
+    let kernel = xdpstack::ports::parse_local_port_range(&String::from_utf8_lossy(&out.stdout))
+        .expect("parse ip_local_port_range");
+    u64::from(
+        xdpstack::ports::choose_ephemeral_range(kernel, None)
+            .expect("a range")
+            .len(),
+    )
+}
+
 /// The fields of one JSON report line.
 struct Run {
     line: String,
@@ -135,15 +152,28 @@ fn run_all(t: &Topo) -> Totals {
         totals.connections += conns as u64;
         totals.echoed += r.num("completed") as u64 * payload as u64;
     }
-    // FIN closes leave every client port in TIME-WAIT: a short run stays
-    // within the ephemeral range (4535 ports) at any rate this path makes.
-    for (conns, close, secs) in [(4, "reset", "0.5"), (2, "fin", "0.05")] {
+    // FIN closes leave every client port in TIME-WAIT (60 s): at the rate
+    // this path makes, the 3 s run uses up the client's ephemeral range
+    // and goes on only by reusing ports of connections that have been in
+    // TIME-WAIT for a second (with timestamps, RFC 6191).
+    for (conns, close, secs) in [(4, "reset", "0.5"), (2, "fin", "3")] {
         let r = client_for(t, "tcp-crr", conns, 64, secs, &["--crr-close", close]);
         assert_eq!(r.str("kind"), "tcp-crr");
         let completed = r.num("completed") as u64;
         // Each completed exchange was a connection opened and closed.
         assert!(completed > 0, "{close}: {}", r.line);
         assert_eq!(r.num("lost"), 0.0, "{close}: {}", r.line);
+        if close == "fin" {
+            // More connections than ports: some ports were used twice
+            // within the TIME-WAIT period, i.e. reused after the first
+            // second.
+            let ports = client_ports(t);
+            assert!(
+                completed > ports,
+                "fin: {completed} connections, {ports} ports: {}",
+                r.line
+            );
+        }
         totals.connections += completed;
         totals.echoed += completed * 64;
     }

@@ -255,6 +255,30 @@ impl Connection {
         c
     }
 
+    /// Active open on a 4-tuple whose previous incarnation, from this end,
+    /// ended early in TIME-WAIT with SND.MAX `prev_snd_max` (TIME-WAIT
+    /// reuse). The ISS lies beyond that incarnation's sequence space, by
+    /// more than any window it could have offered without scaling, so none
+    /// of its segments still in flight can be taken for the new one's
+    /// (RFC 1122 §4.2.2.13, as Linux's `tcp_twsk_unique`); the clock-driven
+    /// ISS is kept when it is already past that. The TSval offset is the
+    /// 4-tuple's, as before, so the new SYN's timestamp is newer than
+    /// anything the old incarnation sent (RFC 6191 §2).
+    pub fn connect_after(
+        cfg: Config,
+        tuple: FourTuple,
+        now: Instant,
+        key: &IsnKey,
+        prev_snd_max: SeqNumber,
+    ) -> Connection {
+        let floor = prev_snd_max + 65537;
+        let clock = SeqNumber(key.isn(&tuple, now));
+        let iss = if clock > floor { clock } else { floor };
+        let mut c = Connection::new(cfg, tuple, iss, key.ts_offset(&tuple));
+        c.set_state(now, State::SynSent);
+        c
+    }
+
     /// Passive open from a SYN that reached a listener (RFC 9293 §3.10.7.2):
     /// the connection starts in SYN-RECEIVED and its SYN-ACK goes out at the
     /// next `poll_transmit`. `syn` must be a SYN without ACK or RST.
@@ -585,6 +609,45 @@ impl Connection {
             (true, Some(ts)) => (ts.tsval.wrapping_sub(self.tcb.ts_recent) as i32) > 0,
             (true, None) => false,
             (false, _) => syn.seq_number > self.tcb.rcv_nxt,
+        }
+    }
+
+    /// May `syn`, a SYN for this 4-tuple while the connection is an
+    /// embryo of a listener (SYN-RECEIVED after a passive open), abandon
+    /// that handshake and start a new one?
+    ///
+    /// - The same ISN: no, it is the peer retransmitting its SYN (our
+    ///   SYN-ACK was lost), answered with the SYN-ACK again.
+    /// - Another ISN with a timestamp newer than the one the first SYN
+    ///   carried (TS.Recent): yes. The peer gave up on its first attempt
+    ///   and opens again from the same port (a connect that failed or was
+    ///   abandoned, a port reused); the newer timestamp shows the SYN is
+    ///   no old duplicate (RFC 6191 §2 and RFC 7323 §5 reasoning, as for a
+    ///   SYN in TIME-WAIT). RFC 9293 §3.10.7.4 (fourth, SYN-RECEIVED)
+    ///   returns a passively opened connection to LISTEN on a SYN; the
+    ///   listener then takes this SYN as LISTEN does, so the peer gets its
+    ///   SYN-ACK at once instead of after its SYN retransmission timeout.
+    /// - Otherwise (no timestamps, or an older one): no. The embryo
+    ///   answers with an ACK (RFC 5961 §4.2 challenge ACK, rate-limited;
+    ///   Linux's `tcp_check_req` sends the same out-of-window ACK). A peer
+    ///   that abandoned the handshake resets it in reply (RFC 9293
+    ///   §3.10.7.3) and its next SYN finds the listener; a blind attacker
+    ///   who cannot see that ACK cannot take the handshake over.
+    pub fn syn_may_restart(&self, syn: &TcpRepr<'_>) -> bool {
+        let f = syn.flags;
+        if self.state != State::SynReceived
+            || !self.passive
+            || !f.syn()
+            || f.ack()
+            || f.rst()
+            || f.fin()
+            || syn.seq_number == self.tcb.irs
+        {
+            return false;
+        }
+        match (self.tcb.ts_enabled, syn.options.timestamps) {
+            (true, Some(ts)) => (ts.tsval.wrapping_sub(self.tcb.ts_recent) as i32) > 0,
+            _ => false,
         }
     }
 

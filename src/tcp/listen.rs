@@ -9,6 +9,13 @@
 //! application accepts). A connection leaves it through
 //! [`Listener::accept`], after which its owner routes its 4-tuple to it.
 //!
+//! A SYN for an embryo's 4-tuple: the same ISN is the peer retransmitting
+//! (answered with the SYN-ACK again); another ISN with a newer timestamp
+//! replaces the embryo with a new one, so a peer that abandoned its first
+//! attempt and reuses the port is answered at once (RFC 9293 §3.10.7.4,
+//! see [`Connection::syn_may_restart`]); any other is answered with an ACK
+//! (RFC 5961 §4.2).
+//!
 //! # SYN cookies
 //! When the SYN queue is full, the SYN-ACK's ISS is a cookie and nothing is
 //! stored: 5 bits of a 64-second counter, 2 bits of an MSS table index and
@@ -42,6 +49,9 @@ pub struct ListenerCounters {
     pub drops: [u64; DropReason::COUNT],
     /// Embryonic connections that timed out or were reset.
     pub embryonic_dropped: u64,
+    /// Embryonic connections replaced by a newer SYN from the same peer
+    /// port ([`Connection::syn_may_restart`]).
+    pub embryonic_restarted: u64,
     pub resets_sent: u64,
     pub cookies_sent: u64,
     pub cookies_accepted: u64,
@@ -180,6 +190,22 @@ impl Listener {
             return conn.on_segment(now, seg);
         }
         let accept_full = self.accept_queue.len() >= self.accept_backlog;
+        // A new SYN from a peer that abandoned its handshake: the embryo
+        // gives way and the SYN is taken below as in LISTEN (see
+        // `Connection::syn_may_restart`, RFC 9293 §3.10.7.4).
+        if self
+            .syn_queue
+            .get(&tuple)
+            .is_some_and(|c| c.syn_may_restart(seg))
+        {
+            if let Some(old) = self.syn_queue.remove(&tuple) {
+                self.counters.embryonic_restarted += 1;
+                let st = old.into_storage();
+                if !st.is_empty() {
+                    pool.push(st);
+                }
+            }
+        }
         if let Some(conn) = self.syn_queue.get_mut(&tuple) {
             if seg.flags.ack() && !seg.flags.rst() && accept_full {
                 // Like Linux: keep the embryo and let the peer retransmit.
@@ -371,5 +397,145 @@ impl Listener {
             sent += conn.poll_transmit(now, |r| emit(tuple.remote, r));
         }
         sent
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::Duration;
+    use crate::wire::tcp::Timestamps;
+    use std::net::Ipv4Addr;
+
+    const LOCAL: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 80);
+    const REMOTE: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 40000);
+    const ISN_A: u32 = 1_000_000;
+    const ISN_B: u32 = 7_000_000;
+
+    /// (flags, seq, ack) of what the listener sent.
+    type Sent = (TcpFlags, SeqNumber, SeqNumber);
+
+    fn listener() -> Listener {
+        Listener::new(Config::default(), LOCAL, IsnKey::from_parts(1, 2), 16, 16)
+    }
+
+    fn seg(flags: u8, seq: u32, ack: u32, tsval: Option<u32>) -> TcpRepr<'static> {
+        TcpRepr {
+            src_port: REMOTE.port(),
+            dst_port: LOCAL.port(),
+            seq_number: SeqNumber(seq),
+            ack_number: SeqNumber(ack),
+            flags: TcpFlags(flags),
+            window: 65535,
+            urgent_pointer: 0,
+            options: TcpOptions {
+                mss: (flags & TcpFlags::SYN != 0).then_some(1460),
+                timestamps: tsval.map(|tsval| Timestamps { tsval, tsecr: 0 }),
+                ..TcpOptions::default()
+            },
+            payload: &[],
+        }
+    }
+
+    fn syn(isn: u32, tsval: Option<u32>) -> TcpRepr<'static> {
+        seg(TcpFlags::SYN, isn, 0, tsval)
+    }
+
+    fn output(l: &mut Listener, now: Instant) -> Vec<Sent> {
+        let mut out = Vec::new();
+        l.poll_transmit(now, |remote, s| {
+            assert_eq!(remote, REMOTE);
+            out.push((s.flags, s.seq_number, s.ack_number));
+            true
+        });
+        out
+    }
+
+    fn is_syn_ack(f: TcpFlags) -> bool {
+        f.syn() && f.ack() && !f.rst()
+    }
+
+    /// The listener with one embryo from `ISN_A` whose SYN-ACK has left;
+    /// returns the SYN-ACK's ISS.
+    fn with_embryo(l: &mut Listener, tsval: Option<u32>) -> SeqNumber {
+        let t0 = Instant::ZERO;
+        l.on_segment(t0, REMOTE, &syn(ISN_A, tsval)).unwrap();
+        let out = output(l, t0);
+        assert_eq!(out.len(), 1);
+        assert!(is_syn_ack(out[0].0));
+        assert_eq!(out[0].2, SeqNumber(ISN_A + 1));
+        out[0].1
+    }
+
+    #[test]
+    fn retransmitted_syn_gets_the_same_syn_ack() {
+        let mut l = listener();
+        let iss = with_embryo(&mut l, Some(100));
+        let now = Instant::ZERO + Duration::from_millis(300);
+        let _ = l.on_segment(now, REMOTE, &syn(ISN_A, Some(400)));
+        let out = output(&mut l, now);
+        assert_eq!(out.len(), 1);
+        assert!(is_syn_ack(out[0].0));
+        assert_eq!((out[0].1, out[0].2), (iss, SeqNumber(ISN_A + 1)));
+        assert_eq!(l.counters().embryonic_restarted, 0);
+        assert_eq!(l.syn_queue_len(), 1);
+    }
+
+    #[test]
+    fn newer_syn_with_another_isn_restarts_the_handshake() {
+        let mut l = listener();
+        with_embryo(&mut l, Some(100));
+        let now = Instant::ZERO + Duration::from_millis(20);
+        l.on_segment(now, REMOTE, &syn(ISN_B, Some(120))).unwrap();
+        assert_eq!(l.counters().embryonic_restarted, 1);
+        assert_eq!(l.syn_queue_len(), 1);
+        let out = output(&mut l, now);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert!(is_syn_ack(out[0].0));
+        assert_eq!(out[0].2, SeqNumber(ISN_B + 1));
+        // The handshake completes on the new ISN.
+        let ack = seg(TcpFlags::ACK, ISN_B + 1, (out[0].1 + 1).0, Some(121));
+        l.on_segment(now, REMOTE, &ack).unwrap();
+        let c = l.accept().expect("established");
+        assert_eq!(c.tcb().irs, SeqNumber(ISN_B));
+        assert_eq!(c.state(), State::Established);
+    }
+
+    #[test]
+    fn older_syn_with_another_isn_is_answered_with_an_ack() {
+        let mut l = listener();
+        let iss = with_embryo(&mut l, Some(100));
+        let now = Instant::ZERO + Duration::from_millis(20);
+        // An old duplicate: its timestamp is older than the first SYN's.
+        let _ = l.on_segment(now, REMOTE, &syn(ISN_B, Some(50)));
+        assert_eq!(l.counters().embryonic_restarted, 0);
+        let out = output(&mut l, now);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert!(!out[0].0.syn() && out[0].0.ack());
+        assert_eq!((out[0].1, out[0].2), (iss + 1, SeqNumber(ISN_A + 1)));
+        assert_eq!(l.syn_queue_len(), 1);
+    }
+
+    #[test]
+    fn syn_without_timestamps_does_not_restart() {
+        let mut l = listener();
+        let iss = with_embryo(&mut l, None);
+        let now = Instant::ZERO + Duration::from_millis(20);
+        let _ = l.on_segment(now, REMOTE, &syn(ISN_B, None));
+        assert_eq!(l.counters().embryonic_restarted, 0);
+        let out = output(&mut l, now);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert!(!out[0].0.syn() && out[0].0.ack());
+        assert_eq!(out[0].2, SeqNumber(ISN_A + 1));
+        assert_eq!(out[0].1, iss + 1);
+        // The peer that abandoned the handshake resets the embryo
+        // (<SEQ=SEG.ACK><CTL=RST>); its next SYN then opens afresh.
+        let rst = seg(TcpFlags::RST, ISN_A + 1, 0, None);
+        let _ = l.on_segment(now, REMOTE, &rst);
+        assert_eq!(l.syn_queue_len(), 0);
+        l.on_segment(now, REMOTE, &syn(ISN_B, None)).unwrap();
+        let out = output(&mut l, now);
+        assert!(is_syn_ack(out[0].0));
+        assert_eq!(out[0].2, SeqNumber(ISN_B + 1));
     }
 }
