@@ -146,7 +146,11 @@
 //!   if the handshake's ACK is lost and a later data segment arrives first,
 //!   the listener answers with RST (as Linux does).
 //! - TIME-WAIT reuse (RFC 6191) is the caller's decision, helped by
-//!   [`Connection::syn_may_reopen`].
+//!   [`Connection::syn_may_reopen`] (a peer's SYN on a TIME-WAIT tuple) and
+//!   [`Connection::connect_after`] (our own active open reusing a port).
+//! - A SYN with a new ISN and a newer timestamp for a handshake still in
+//!   SYN-RECEIVED restarts it ([`Connection::syn_may_restart`]); other new
+//!   SYNs get a challenge ACK (RFC 5961 §4.2).
 
 mod app;
 mod buffer;
