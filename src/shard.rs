@@ -1,4 +1,4 @@
-//! A shard: everything one worker owns, run over any [`phy::Link`] without
+//! A shard: everything one worker owns, run over any [`crate::phy::Link`] without
 //! doing I/O itself or reading a clock (`now` comes in), so the same code
 //! runs on AF_XDP in a worker and on the in-memory link in tests.
 //!
