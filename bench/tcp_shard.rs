@@ -22,12 +22,9 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use xdpstack::api::tcp::{ConnId, TcpConn, TcpHandler};
 use xdpstack::apps::TcpEcho;
 use xdpstack::phy::memory::{pair, MemoryConfig, MemoryLink};
-use xdpstack::phy::{FrameBuf, Link};
-use xdpstack::ports::{PortConfig, PortRange, PortService};
-use xdpstack::shard_tcp::{ShardTcp, TcpShardConfig};
-use xdpstack::tcp::{CloseReason, IsnKey, SendHalf};
+use xdpstack::ports::{PortConfig, PortRange};
+use xdpstack::tcp::{CloseReason, SendHalf};
 use xdpstack::time::{Duration, Instant};
-use xdpstack::wire::frame::{parse, Frame, L4};
 
 /// Counts allocations made while the current thread's flag is set.
 struct Counting;
@@ -62,6 +59,9 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
+#[path = "../tests/support/tcp_side.rs"]
+mod tcp_side;
+
 const C_IP: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 1);
 const S_IP: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 2);
 const C_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
@@ -71,50 +71,13 @@ const REQUEST: [u8; 64] = [0x5a; 64];
 /// Connections open at once (as the veth bench's 16 client slots).
 const INFLIGHT: usize = 16;
 
-struct Side {
-    tcp: ShardTcp,
-    link: MemoryLink,
-    peer_mac: [u8; 6],
-    rx: Vec<<MemoryLink as Link>::Frame>,
-    tx: Vec<<MemoryLink as Link>::Frame>,
-}
+type Side = tcp_side::Side<MemoryLink>;
 
-impl Side {
-    fn new(ip: Ipv4Addr, mac: [u8; 6], peer_mac: [u8; 6], link: MemoryLink) -> Side {
-        let ports = PortService::new(PortConfig {
-            ephemeral: PortRange::new(40000, 49999).unwrap(),
-            shards: 1,
-            key: [7, 7],
-        })
-        .unwrap()
-        .shared();
-        let cfg = TcpShardConfig::new(ip, mac, 1500);
-        Side {
-            tcp: ShardTcp::new(cfg, IsnKey::random(), Some(ports), Instant::ZERO),
-            link,
-            peer_mac,
-            rx: Vec::with_capacity(64),
-            tx: Vec::with_capacity(64),
-        }
-    }
-
-    /// One worker loop iteration: receive, demux, transmit.
-    fn step(&mut self, now: Instant) {
-        self.link.recv_batch(now, &mut self.rx, 64);
-        for f in self.rx.drain(..) {
-            if let Ok(Frame::Ipv4(eth, ip, L4::Tcp(seg))) = parse(f.data()) {
-                self.tcp
-                    .on_segment(now, eth.src_addr.0, ip.src_addr.into(), &seg);
-            }
-            self.link.release(f);
-        }
-        let peer = self.peer_mac;
-        let tx = &mut self.tx;
-        self.tcp
-            .poll_transmit(now, &mut self.link, &mut |_| Some(peer), &mut |f| {
-                tx.push(f)
-            });
-        self.link.send_batch(now, &mut self.tx);
+fn ports() -> PortConfig {
+    PortConfig {
+        ephemeral: PortRange::new(40000, 49999).unwrap(),
+        shards: 1,
+        key: [7, 7],
     }
 }
 
@@ -162,8 +125,8 @@ struct Crr {
 impl Crr {
     fn new() -> Crr {
         let (c, s) = pair(MemoryConfig::default());
-        let mut client = Side::new(C_IP, C_MAC, S_MAC, c);
-        let mut server = Side::new(S_IP, S_MAC, C_MAC, s);
+        let mut client = Side::new(C_IP, C_MAC, S_MAC, c, ports(), 0);
+        let mut server = Side::new(S_IP, S_MAC, C_MAC, s, ports(), 0);
         let echo = server.tcp.add_handler(Box::<TcpEcho>::default());
         assert!(server.tcp.listen(PORT, echo));
         let closed = Arc::new(AtomicU64::new(0));

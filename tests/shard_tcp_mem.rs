@@ -12,11 +12,13 @@ use xdpstack::phy::fault::{Apply, FaultConfig, FaultInjector};
 use xdpstack::phy::memory::{pair, MemoryConfig, MemoryLink};
 use xdpstack::phy::rng::Rng;
 use xdpstack::phy::{FrameBuf, Link};
-use xdpstack::ports::{PortConfig, PortRange, PortService};
-use xdpstack::shard_tcp::{ShardTcp, TcpShardConfig, TcpShardDrop};
+use xdpstack::ports::{PortConfig, PortRange};
+use xdpstack::shard_tcp::{ShardTcp, TcpShardDrop};
 use xdpstack::tcp::{CloseReason, IsnKey, SendHalf};
 use xdpstack::time::{Duration, Instant};
-use xdpstack::wire::frame::{parse, Frame, L4};
+
+#[path = "support/tcp_side.rs"]
+mod tcp_side;
 
 const A_IP: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 1);
 const B_IP: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 2);
@@ -25,62 +27,14 @@ const B_MAC: [u8; 6] = [2, 0, 0, 0, 0, 2];
 
 type FLink = FaultInjector<MemoryLink>;
 
-struct Side {
-    tcp: ShardTcp,
-    link: FLink,
-    peer_mac: [u8; 6],
-    rx: Vec<<FLink as Link>::Frame>,
-    tx: Vec<<FLink as Link>::Frame>,
-}
+type Side = tcp_side::Side<FLink>;
 
-impl Side {
-    fn new(ip: Ipv4Addr, mac: [u8; 6], peer_mac: [u8; 6], link: FLink, shard: usize) -> Side {
-        let ports = PortService::new(PortConfig {
-            ephemeral: PortRange::new(40000, 40999).unwrap(),
-            shards: 2,
-            key: [7, shard as u64],
-        })
-        .unwrap()
-        .shared();
-        let mut cfg = TcpShardConfig::new(ip, mac, 1500);
-        cfg.shard = shard;
-        Side {
-            tcp: ShardTcp::new(cfg, IsnKey::random(), Some(ports), Instant::ZERO),
-            link,
-            peer_mac,
-            rx: Vec::new(),
-            tx: Vec::new(),
-        }
-    }
-
-    /// One loop iteration of a worker: receive, demux, transmit.
-    fn step(&mut self, now: Instant) {
-        self.link.recv_batch(now, &mut self.rx, 64);
-        for f in self.rx.drain(..) {
-            if let Ok(Frame::Ipv4(eth, ip, L4::Tcp(seg))) = parse(f.data()) {
-                // As the shard does: only what is addressed to us.
-                if Ipv4Addr::from(ip.dst_addr) == self.tcp.config().ip {
-                    self.tcp
-                        .on_segment(now, eth.src_addr.0, ip.src_addr.into(), &seg);
-                }
-            }
-            self.link.release(f);
-        }
-        let peer = self.peer_mac;
-        let tx = &mut self.tx;
-        self.tcp
-            .poll_transmit(now, &mut self.link, &mut |_| Some(peer), &mut |f| {
-                tx.push(f)
-            });
-        self.link.send_batch(now, &mut self.tx);
-    }
-
-    fn next(&self) -> Option<Instant> {
-        match (self.tcp.poll_at(), self.link.poll_at()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, None) => a,
-            (None, b) => b,
-        }
+/// Two shards of one port space, as two workers would have.
+fn ports(shard: usize) -> PortConfig {
+    PortConfig {
+        ephemeral: PortRange::new(40000, 40999).unwrap(),
+        shards: 2,
+        key: [7, shard as u64],
     }
 }
 
@@ -92,8 +46,8 @@ fn sides(seed: u64, faults: FaultConfig) -> (Side, Side) {
     let a = FaultInjector::new(a, seed, faults, Apply::Tx);
     let b = FaultInjector::new(b, seed ^ 0x5555, faults, Apply::Tx);
     (
-        Side::new(A_IP, A_MAC, B_MAC, a, 0),
-        Side::new(B_IP, B_MAC, A_MAC, b, 1),
+        Side::new(A_IP, A_MAC, B_MAC, a, ports(0), 0),
+        Side::new(B_IP, B_MAC, A_MAC, b, ports(1), 1),
     )
 }
 

@@ -12,12 +12,14 @@ use std::sync::{Arc, Mutex};
 
 use xdpstack::api::tcp::{ConnId, TcpConn, TcpHandler, TcpOpen};
 use xdpstack::phy::memory::{pair, MemoryConfig, MemoryLink};
-use xdpstack::phy::{FrameBuf, Link};
-use xdpstack::ports::{PortConfig, PortRange, PortService};
-use xdpstack::shard_tcp::{ConnectError, ShardTcp, TcpShardConfig, TW_REUSE_DELAY};
-use xdpstack::tcp::{CloseReason, IsnKey, SendHalf, State};
+use xdpstack::phy::Link;
+use xdpstack::ports::{PortConfig, PortRange};
+use xdpstack::shard_tcp::{ConnectError, TW_REUSE_DELAY};
+use xdpstack::tcp::{CloseReason, SendHalf, State};
 use xdpstack::time::{Duration, Instant};
-use xdpstack::wire::frame::{parse, Frame, L4};
+
+#[path = "support/tcp_side.rs"]
+mod tcp_side;
 
 const A_IP: Ipv4Addr = Ipv4Addr::new(10, 9, 1, 1);
 const B_IP: Ipv4Addr = Ipv4Addr::new(10, 9, 1, 2);
@@ -26,58 +28,14 @@ const B_MAC: [u8; 6] = [2, 0, 0, 0, 1, 2];
 const PORT: u16 = 7;
 const SERVER: SocketAddrV4 = SocketAddrV4::new(B_IP, PORT);
 
-struct Side {
-    tcp: ShardTcp,
-    link: MemoryLink,
-    peer_mac: [u8; 6],
-    rx: Vec<<MemoryLink as Link>::Frame>,
-    tx: Vec<<MemoryLink as Link>::Frame>,
-}
+type Side = tcp_side::Side<MemoryLink>;
 
-impl Side {
-    fn new(ip: Ipv4Addr, mac: [u8; 6], peer_mac: [u8; 6], link: MemoryLink, ports: u16) -> Side {
-        let ports = PortService::new(PortConfig {
-            ephemeral: PortRange::new(40000, 40000 + ports - 1).unwrap(),
-            shards: 1,
-            key: [3, 4],
-        })
-        .unwrap()
-        .shared();
-        let cfg = TcpShardConfig::new(ip, mac, 1500);
-        Side {
-            tcp: ShardTcp::new(cfg, IsnKey::random(), Some(ports), Instant::ZERO),
-            link,
-            peer_mac,
-            rx: Vec::new(),
-            tx: Vec::new(),
-        }
-    }
-
-    /// One worker iteration: receive, demux, handlers' poll, transmit.
-    fn step(&mut self, now: Instant) {
-        self.link.recv_batch(now, &mut self.rx, 64);
-        for f in self.rx.drain(..) {
-            if let Ok(Frame::Ipv4(eth, ip, L4::Tcp(seg))) = parse(f.data()) {
-                self.tcp
-                    .on_segment(now, eth.src_addr.0, ip.src_addr.into(), &seg);
-            }
-            self.link.release(f);
-        }
-        self.tcp.poll_handlers(now);
-        let peer = self.peer_mac;
-        let tx = &mut self.tx;
-        self.tcp
-            .poll_transmit(now, &mut self.link, &mut |_| Some(peer), &mut |f| {
-                tx.push(f)
-            });
-        self.link.send_batch(now, &mut self.tx);
-    }
-
-    fn next(&self) -> Option<Instant> {
-        [self.tcp.poll_at(), self.link.poll_at()]
-            .into_iter()
-            .flatten()
-            .min()
+/// A one-shard port space of `n` ephemeral ports.
+fn ports(n: u16) -> PortConfig {
+    PortConfig {
+        ephemeral: PortRange::new(40000, 40000 + n - 1).unwrap(),
+        shards: 1,
+        key: [3, 4],
     }
 }
 
@@ -87,8 +45,8 @@ fn sides(client_ports: u16) -> (Side, Side) {
         ..MemoryConfig::default()
     });
     (
-        Side::new(A_IP, A_MAC, B_MAC, a, client_ports),
-        Side::new(B_IP, B_MAC, A_MAC, b, 16),
+        Side::new(A_IP, A_MAC, B_MAC, a, ports(client_ports), 0),
+        Side::new(B_IP, B_MAC, A_MAC, b, ports(16), 0),
     )
 }
 
@@ -403,9 +361,10 @@ fn new_syn_from_an_abandoned_handshake_is_answered_at_once() {
     );
     // The SYN-ACK is lost.
     let t2 = t1 + Duration::from_micros(60);
-    a.link.recv_batch(t2, &mut a.rx, 64);
-    assert!(!a.rx.is_empty(), "the SYN-ACK was on its way");
-    for f in a.rx.drain(..) {
+    let mut lost = Vec::new();
+    a.link.recv_batch(t2, &mut lost, 64);
+    assert!(!lost.is_empty(), "the SYN-ACK was on its way");
+    for f in lost.drain(..) {
         a.link.release(f);
     }
     // The client gives up and opens again on the same (only) port.
