@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: (MIT OR Apache-2.0)
 /*
- * XDP steering program: packets for (protocol, port) pairs the stack owns, or
- * in dedicated-address mode everything addressed to the stack's address
+ * XDP steering program: packets for (protocol, port) pairs the stack owns
+ * (bound ports, and in shared mode its TCP ephemeral range), or in
+ * dedicated-address mode everything addressed to the stack's address
  * (ARP included), go to the AF_XDP socket of the receiving queue. Anything
  * else, including anything this program cannot parse, passes to the kernel.
  */
@@ -161,6 +162,13 @@ int xdpstack_steer(struct xdp_md *ctx)
 	l4 = (void *)ip + ip->ihl * 4;
 	if ((void *)(l4 + 1) > data_end)
 		return pass(XS_CNT_MALFORMED);
+
+	if (ip->protocol == IPPROTO_TCP && cfg && cfg->tcp_ephemeral_lo) {
+		__u16 port = bpf_ntohs(l4->dest);
+
+		if (port >= cfg->tcp_ephemeral_lo && port <= cfg->tcp_ephemeral_hi)
+			return steer(ctx);
+	}
 
 	key.proto = ip->protocol;
 	key.port = l4->dest;

@@ -24,6 +24,12 @@ struct xs_config {
 	 * byte order) is the stack's, including ARP for it and ICMP to it. */
 	__u32 dedicated_ip;
 	__u32 flags;
+	/* Shared mode: TCP segments to a destination port in this inclusive
+	 * range (host byte order) are the stack's: its ephemeral range, which
+	 * the kernel's own ip_local_port_range does not overlap. One range
+	 * check instead of a ports-map entry per active open. lo == 0: none. */
+	__u16 tcp_ephemeral_lo;
+	__u16 tcp_ephemeral_hi;
 };
 
 /* Index into the per-CPU counters array. */

@@ -32,8 +32,9 @@
 //!   the caller's resolver when it transmits.
 //! - Active opens take their local port from the shard's slice of the port
 //!   service (RFC 6056 Algorithm 4), skipping ports whose 4-tuple is still
-//!   in the table; the port goes back when the connection ends (in shared
-//!   mode a [`PortHook`] steers it meanwhile).
+//!   in the table; the port goes back when the connection ends. (In shared
+//!   mode the steering program sends the whole ephemeral range to the
+//!   stack, so an open needs no map update.)
 //! - TIME-WAIT reuse (as Linux's `tcp_tw_reuse`): when the slice has no
 //!   free port, the oldest TIME-WAIT connection of this shard that was
 //!   actively opened, negotiated timestamps and has waited at least
@@ -304,12 +305,6 @@ impl From<ConnectError> for std::io::Error {
     }
 }
 
-/// Called with `(port, true)` when an active open takes a local port and
-/// `(port, false)` when it gives it back: in shared mode the worker keeps
-/// the steering program's ports map in step, so the replies reach the stack
-/// and not the kernel.
-pub type PortHook = Box<dyn FnMut(u16, bool) + Send>;
-
 /// The destination MAC of segments sent before the peer's MAC is known
 /// (see [`ShardTcp::set_park_unresolved`]).
 pub const UNRESOLVED_MAC: Mac = [0; 6];
@@ -413,7 +408,6 @@ pub struct ShardTcp {
     /// MACs of peers that reached a listener, for their SYN-ACKs.
     syn_macs: HashMap<Ipv4Addr, Mac>,
     ports: Option<SharedPorts>,
-    port_hook: Option<PortHook>,
     /// Other shards exist: see [`ShardTcp::set_forwarding`].
     forwarding: bool,
     /// See [`ShardTcp::set_park_unresolved`].
@@ -495,7 +489,6 @@ impl ShardTcp {
             storage: Vec::new(),
             syn_macs: HashMap::new(),
             ports,
-            port_hook: None,
             forwarding: false,
             park_unresolved: false,
             tw_reusable: VecDeque::new(),
@@ -530,11 +523,6 @@ impl ShardTcp {
     /// [`TcpShardDrop::NoRoute`].
     pub fn set_park_unresolved(&mut self, on: bool) {
         self.park_unresolved = on;
-    }
-
-    /// See [`PortHook`].
-    pub fn set_port_hook(&mut self, hook: PortHook) {
-        self.port_hook = Some(hook);
     }
 
     pub fn counters(&self) -> &TcpShardCounters {
@@ -670,9 +658,6 @@ impl ShardTcp {
             r => r,
         }
         .map_err(|_| ConnectError::NoPort)?;
-        if let Some(h) = self.port_hook.as_mut() {
-            h(port, true);
-        }
         let tuple = FourTuple {
             local: SocketAddrV4::new(self.cfg.ip, port),
             remote,
@@ -844,9 +829,6 @@ impl ShardTcp {
     }
 
     fn release_port(&mut self, port: u16) {
-        if let Some(h) = self.port_hook.as_mut() {
-            h(port, false);
-        }
         if let Some(ps) = &self.ports {
             if let Ok(mut ps) = ps.lock() {
                 let _ = ps.release(Protocol::Tcp, port);

@@ -200,8 +200,12 @@ pub fn run_loop<L: WorkerLink>(
         } else {
             idle_spins = idle_spins.saturating_add(1);
         }
-        while let Ok(cmd) = commands.try_recv() {
-            apply(now, link, shard, cmd);
+        // `is_empty` is two loads; `try_recv` on an empty channel costs
+        // more, and this runs on every spin of a busy-polling worker.
+        if !commands.is_empty() {
+            while let Ok(cmd) = commands.try_recv() {
+                apply(now, link, shard, cmd);
+            }
         }
         shard.poll(now, link);
         shard.flush(now, link);
@@ -642,7 +646,10 @@ impl Stack {
             maps.set_config(XsConfig::dedicated(ip))
                 .map_err(StackError::Map)?;
         } else {
-            maps.set_config(XsConfig::SHARED).map_err(StackError::Map)?;
+            // The replies to active opens: the whole TCP ephemeral range is
+            // steered, so an open costs no map update.
+            maps.set_config(XsConfig::shared_with_tcp_ephemeral(ephemeral.iter()))
+                .map_err(StackError::Map)?;
         }
 
         let now = Instant::now_monotonic();
@@ -680,17 +687,6 @@ impl Stack {
             };
             tcp_cfg.tcp.congestion = cfg.tcp_congestion;
             let mut tcp = ShardTcp::new(tcp_cfg, isn_key, Some(ps.clone()), now);
-            if mode == AddressMode::Shared {
-                // Active opens' ports must be steered to the stack.
-                let m = maps.clone();
-                tcp.set_port_hook(Box::new(move |port, add| {
-                    let _ = if add {
-                        m.add_port(Proto::Tcp, port)
-                    } else {
-                        m.remove_port(Proto::Tcp, port)
-                    };
-                }));
-            }
             for (port, make) in &cfg.tcp_handlers {
                 let h = tcp.add_handler(make());
                 if !tcp.listen(*port, h) {

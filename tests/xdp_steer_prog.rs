@@ -260,6 +260,28 @@ fn steering_program_verdicts_and_counters() {
     run(&p, &mut e, "udp removed", &udp(US, 5000), Pass, Passed);
     maps.add_port(Proto::Udp, 5000).unwrap();
 
+    // Shared mode with the TCP ephemeral range: TCP to any port of the
+    // range is steered without a map entry, its bounds included; UDP is not.
+    maps.set_config(XsConfig::shared_with_tcp_ephemeral(61000..=61010))
+        .unwrap();
+    assert_eq!(maps.config().unwrap().tcp_ephemeral_hi, 61010);
+    assert!(!maps.has_port(Proto::Tcp, 61000).unwrap());
+    run(&p, &mut e, "tcp range low", &tcp(61000), Redirect, Steered);
+    run(&p, &mut e, "tcp range high", &tcp(61010), Redirect, Steered);
+    run(&p, &mut e, "tcp below range", &tcp(60999), Pass, Passed);
+    run(&p, &mut e, "tcp above range", &tcp(61011), Pass, Passed);
+    run(&p, &mut e, "udp in range", &udp(US, 61005), Pass, Passed);
+    run(
+        &p,
+        &mut e,
+        "tcp owned with range",
+        &tcp(6000),
+        Redirect,
+        Steered,
+    );
+    maps.set_config(XsConfig::SHARED).unwrap();
+    run(&p, &mut e, "range cleared", &tcp(61005), Pass, Passed);
+
     // Dedicated mode: everything for the address, ARP and ICMP included;
     // nothing for other addresses, owned ports or not.
     maps.set_config(XsConfig::dedicated(Ipv4Addr::from(US)))

@@ -64,7 +64,7 @@ use crate::shard_tcp::{ShardTcp, TcpShardConfig};
 use crate::tcp::{CloseReason, IsnKey, SendError, SendHalf};
 use crate::time::Instant;
 use crate::worker::{iface_ipv4, iface_mac_mtu, open_link, run_loop, LoopConfig};
-use crate::xdp::{AttachMode, PollMode, Proto, Steering, XsConfig, XskConfig};
+use crate::xdp::{AttachMode, PollMode, Steering, XsConfig, XskConfig};
 
 /// Settings of the xdpstack TCP client.
 #[derive(Debug, Clone)]
@@ -800,15 +800,17 @@ pub fn run(cfg: &TcpXdpConfig, stop: &AtomicBool) -> io::Result<Report> {
 
     let kernel_range =
         ports::read_kernel_local_port_range().unwrap_or(ports::PortRange::KERNEL_DEFAULT_LOCAL);
+    let ephemeral = ports::choose_ephemeral_range(kernel_range, None)?;
     let ps = PortService::new(PortConfig {
-        ephemeral: ports::choose_ephemeral_range(kernel_range, None)?,
+        ephemeral,
         ..PortConfig::new(1)
     })?
     .shared();
     let steering = Steering::attach(&cfg.iface, cfg.attach).map_err(io::Error::other)?;
     let maps = steering.maps().clone();
     let xs = match mode {
-        AddressMode::Shared => XsConfig::SHARED,
+        // Replies to the active opens: the whole ephemeral range is steered.
+        AddressMode::Shared => XsConfig::shared_with_tcp_ephemeral(ephemeral.iter()),
         AddressMode::Dedicated => XsConfig::dedicated(ip),
     };
     maps.set_config(xs).map_err(io::Error::other)?;
@@ -833,17 +835,6 @@ pub fn run(cfg: &TcpXdpConfig, stop: &AtomicBool) -> io::Result<Report> {
         Some(ps),
         now,
     );
-    if mode == AddressMode::Shared {
-        // Each open's port is steered to the stack while it is in use.
-        let m = maps.clone();
-        tcp.set_port_hook(Box::new(move |port, add| {
-            let _ = if add {
-                m.add_port(Proto::Tcp, port)
-            } else {
-                m.remove_port(Proto::Tcp, port)
-            };
-        }));
-    }
     let handle = install(&mut tcp, bench, peer_mac);
     shard.set_tcp(tcp);
 

@@ -9,6 +9,7 @@
 
 use std::fmt;
 use std::net::Ipv4Addr;
+use std::ops::RangeInclusive;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
 use libbpf_rs::{MapCore, MapFlags, MapHandle};
@@ -63,6 +64,11 @@ pub struct XsConfig {
     /// Dedicated-address mode when non-zero (network byte order).
     pub dedicated_ip_be: u32,
     pub flags: u32,
+    /// Shared mode: TCP to a destination port in
+    /// `tcp_ephemeral_lo..=tcp_ephemeral_hi` (host order) is the stack's;
+    /// `tcp_ephemeral_lo == 0` means no range.
+    pub tcp_ephemeral_lo: u16,
+    pub tcp_ephemeral_hi: u16,
 }
 
 impl XsConfig {
@@ -70,13 +76,26 @@ impl XsConfig {
     pub const SHARED: XsConfig = XsConfig {
         dedicated_ip_be: 0,
         flags: 0,
+        tcp_ephemeral_lo: 0,
+        tcp_ephemeral_hi: 0,
     };
 
     /// Dedicated mode: everything for `ip` (ARP and ICMP included) is ours.
     pub fn dedicated(ip: Ipv4Addr) -> XsConfig {
         XsConfig {
             dedicated_ip_be: u32::from_ne_bytes(ip.octets()),
-            flags: 0,
+            ..XsConfig::SHARED
+        }
+    }
+
+    /// Shared mode, owning the ports in `ports_map` and every TCP port of
+    /// `ephemeral`: the replies to the stack's active opens are steered
+    /// without a map update per connection.
+    pub fn shared_with_tcp_ephemeral(ephemeral: RangeInclusive<u16>) -> XsConfig {
+        XsConfig {
+            tcp_ephemeral_lo: *ephemeral.start(),
+            tcp_ephemeral_hi: *ephemeral.end(),
+            ..XsConfig::SHARED
         }
     }
 
@@ -85,19 +104,27 @@ impl XsConfig {
         (self.dedicated_ip_be != 0).then(|| Ipv4Addr::from(self.dedicated_ip_be.to_ne_bytes()))
     }
 
-    pub fn to_bytes(self) -> [u8; 8] {
-        let mut b = [0u8; 8];
+    pub fn to_bytes(self) -> [u8; 12] {
+        let mut b = [0u8; 12];
         b[..4].copy_from_slice(&self.dedicated_ip_be.to_ne_bytes());
-        b[4..].copy_from_slice(&self.flags.to_ne_bytes());
+        b[4..8].copy_from_slice(&self.flags.to_ne_bytes());
+        b[8..10].copy_from_slice(&self.tcp_ephemeral_lo.to_ne_bytes());
+        b[10..].copy_from_slice(&self.tcp_ephemeral_hi.to_ne_bytes());
         b
     }
 
     fn from_bytes(b: &[u8]) -> Option<XsConfig> {
-        let ip: [u8; 4] = b.get(..4)?.try_into().ok()?;
-        let flags: [u8; 4] = b.get(4..8)?.try_into().ok()?;
+        let u32_at = |i: usize| -> Option<u32> {
+            Some(u32::from_ne_bytes(b.get(i..i + 4)?.try_into().ok()?))
+        };
+        let u16_at = |i: usize| -> Option<u16> {
+            Some(u16::from_ne_bytes(b.get(i..i + 2)?.try_into().ok()?))
+        };
         Some(XsConfig {
-            dedicated_ip_be: u32::from_ne_bytes(ip),
-            flags: u32::from_ne_bytes(flags),
+            dedicated_ip_be: u32_at(0)?,
+            flags: u32_at(4)?,
+            tcp_ephemeral_lo: u16_at(8)?,
+            tcp_ephemeral_hi: u16_at(10)?,
         })
     }
 }
@@ -438,11 +465,27 @@ mod tests {
         let h = header();
         let fields = &h.structs["xs_config"];
         let names: Vec<&str> = fields.iter().map(|(_, n)| n.as_str()).collect();
-        assert_eq!(names, ["dedicated_ip", "flags"]);
+        assert_eq!(
+            names,
+            [
+                "dedicated_ip",
+                "flags",
+                "tcp_ephemeral_lo",
+                "tcp_ephemeral_hi"
+            ]
+        );
         let (offs, size) = c_layout(fields);
         assert_eq!(size, size_of::<XsConfig>());
         assert_eq!(offs["dedicated_ip"], offset_of!(XsConfig, dedicated_ip_be));
         assert_eq!(offs["flags"], offset_of!(XsConfig, flags));
+        assert_eq!(
+            offs["tcp_ephemeral_lo"],
+            offset_of!(XsConfig, tcp_ephemeral_lo)
+        );
+        assert_eq!(
+            offs["tcp_ephemeral_hi"],
+            offset_of!(XsConfig, tcp_ephemeral_hi)
+        );
         assert_eq!(size, XsConfig::SHARED.to_bytes().len());
     }
 
@@ -467,6 +510,10 @@ mod tests {
             offset_of!(types::xs_config, flags),
             offset_of!(XsConfig, flags)
         );
+        assert_eq!(
+            offset_of!(types::xs_config, tcp_ephemeral_hi),
+            offset_of!(XsConfig, tcp_ephemeral_hi)
+        );
     }
 
     #[test]
@@ -481,5 +528,13 @@ mod tests {
         assert_eq!(c.dedicated_ip(), Some(Ipv4Addr::new(10, 1, 2, 3)));
         assert_eq!(XsConfig::SHARED.dedicated_ip(), None);
         assert_eq!(XsConfig::from_bytes(&c.to_bytes()), Some(c));
+        let e = XsConfig::shared_with_tcp_ephemeral(61000..=65535);
+        assert_eq!(e.dedicated_ip(), None);
+        assert_eq!(
+            &e.to_bytes()[8..],
+            &[61000u16.to_ne_bytes(), 65535u16.to_ne_bytes()].concat()[..]
+        );
+        assert_eq!(XsConfig::from_bytes(&e.to_bytes()), Some(e));
+        assert_eq!(XsConfig::from_bytes(&e.to_bytes()[..11]), None);
     }
 }
