@@ -9,7 +9,7 @@ packages=(
     # topology and inspection
     iproute2 ethtool iptables tcpdump
     # peers and tools the tests drive
-    python3 iperf3 socat curl netcat-openbsd
+    python3 iperf3 socat curl netcat-openbsd wrk
 )
 
 missing=()

@@ -146,6 +146,57 @@ fn http_keep_alive_and_close_with_curl() {
     assert_eq!(sum(&w, "drop_tcp"), 0, "{w:?}");
 }
 
+/// Runs wrk in the peer namespace; returns its report. wrk exits 0 even
+/// when requests fail, so the caller checks the report.
+fn wrk(t: &Topo, args: &[&str]) -> String {
+    let out = Command::new("ip")
+        .args(["netns", "exec", &t.name, "wrk", "-t", "1", "-d", "2s"])
+        .args(args)
+        .output()
+        .expect("wrk (scripts/install-deps.sh installs it)");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "wrk failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// The number of requests in a wrk report ("N requests in 2.00s, ...").
+fn wrk_requests(report: &str) -> u64 {
+    report
+        .lines()
+        .find_map(|l| l.trim().split_once(" requests in "))
+        .and_then(|(n, _)| n.parse().ok())
+        .unwrap_or_else(|| panic!("no request count in {report}"))
+}
+
+#[test]
+fn http_under_wrk_keep_alive_and_close() {
+    let t = Topo::new("tk", &["--no-tso"]);
+    let ip = t.get("HOST_IP").to_string();
+    let s = Server::start(t.get("HOST_IF"), &["--http", "8080", "--http-body", "1000"]);
+    let url = format!("http://{ip}:8080/");
+    // Keep-alive: 16 connections, each with many requests.
+    let keep = wrk(&t, &["-c", "16", &url]);
+    // Connection: close: a connection per request.
+    let close = wrk(&t, &["-c", "4", "-H", "Connection: close", &url]);
+    for (name, r) in [("keep-alive", &keep), ("close", &close)] {
+        // wrk prints these lines only when something went wrong.
+        assert!(!r.contains("Socket errors"), "{name}: {r}");
+        assert!(!r.contains("Non-2xx"), "{name}: {r}");
+        assert!(wrk_requests(r) > 100, "{name}: {r}");
+    }
+    let w = s.stop();
+    // Every closed request was its own connection.
+    assert!(
+        sum(&w, "tcp_accepted") >= 16 + wrk_requests(&close),
+        "{w:?}\n{close}"
+    );
+    assert_eq!(sum(&w, "drop_tcp"), 0, "{w:?}");
+}
+
 #[test]
 fn echo_bulk_sha256_and_negotiated_options() {
     let t = Topo::new("tw", &["--no-tso"]);
