@@ -1,5 +1,5 @@
 //! TCP through `xdpstack serve --tcp-echo/--http` on a real veth pair, the
-//! Linux kernel in a network namespace as the peer (curl and python3
+//! Linux kernel in a network namespace as the peer (curl, wrk and python3
 //! sockets there). Needs root; every test builds and removes its own
 //! uniquely named topology with `scripts/veth.sh --no-tso` (generic-mode
 //! XDP cannot take the peer's TSO super-segments) and fails loudly if it
