@@ -16,6 +16,8 @@
 #   scripts/bench-tcp-veth.sh [--rounds N] [--duration S] [--xdp-mode auto|native|generic]
 #                             [--poll busy|wakeup] [--payload B] [--out DIR]
 #
+# --xdp-mode (default generic, faster than native on veth: see
+# bench-veth.sh) applies to the xdpstack server and client.
 # --poll applies to the xdpstack server and the xdpstack client (see
 # bench-veth.sh on busy-polling a loaded machine).
 #
@@ -29,7 +31,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 . "$root/scripts/bench-lib.sh"
 rounds=3
 duration=5
-mode=auto
+mode=generic
 poll=busy
 payload=64
 out=""

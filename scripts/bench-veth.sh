@@ -20,6 +20,11 @@
 # `xdpstack impair`. TSO/GSO and TX checksum offload are off on both sides:
 # segments are MTU-sized for both senders, so the loss is per segment.
 #
+# --xdp-mode (default generic) applies to every XDP attach: on veth the
+# generic (SKB) hook beat the native one in every cell measured side by side
+# (UDP echo 16 in flight, xdpstack both ends: 863k vs 663k req/s; TCP too),
+# as PLATFORM.md found; native is one flag away for comparison.
+#
 # --poll applies to the xdpstack server, the reflector and the xdpstack
 # client. Busy-polling wins on idle cores. On oversubscribed ones (load
 # about 3.5 on 2 cores) wakeups won at 16 in flight (xdpstack on both ends:
@@ -37,7 +42,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 . "$root/scripts/bench-lib.sh"
 rounds=3
 duration=5
-mode=auto
+mode=generic
 poll=busy
 payload=64
 out=""
