@@ -36,7 +36,7 @@
 //!   mode the steering program sends the whole ephemeral range to the
 //!   stack, so an open needs no map update.)
 //! - TIME-WAIT reuse (as Linux's `tcp_tw_reuse`): when the slice has no
-//!   free port, the oldest TIME-WAIT connection of this shard that was
+//!   free port or the table is full, the oldest TIME-WAIT connection of this shard that was
 //!   actively opened, negotiated timestamps and has waited at least
 //!   [`TW_REUSE_DELAY`] ends early and its port is allocated again. The
 //!   peer accepts the new SYN because its timestamp is newer than any the
@@ -642,13 +642,17 @@ impl ShardTcp {
         handler: HandlerId,
         mac: Option<Mac>,
     ) -> Result<ConnId, ConnectError> {
-        if self.table.len() >= self.table.capacity() {
-            self.count(TcpShardDrop::TableFull);
-            return Err(ConnectError::TableFull);
-        }
         let mut reused = None;
+        if self.table.len() >= self.table.capacity() {
+            // A table full of TIME-WAIT gives way as the ports do below.
+            reused = self.reuse_time_wait(now);
+            if reused.is_none() {
+                self.count(TcpShardDrop::TableFull);
+                return Err(ConnectError::TableFull);
+            }
+        }
         let port = match self.allocate_port(remote) {
-            Err(Some(PortError::Exhausted)) => {
+            Err(Some(PortError::Exhausted)) if reused.is_none() => {
                 reused = self.reuse_time_wait(now);
                 match reused {
                     Some(_) => self.allocate_port(remote),

@@ -13,9 +13,9 @@ use std::sync::{Arc, Mutex};
 use xdpstack::api::tcp::{ConnId, TcpConn, TcpHandler, TcpOpen};
 use xdpstack::phy::memory::{pair, MemoryConfig, MemoryLink};
 use xdpstack::phy::Link;
-use xdpstack::ports::{PortConfig, PortRange};
-use xdpstack::shard_tcp::{ConnectError, TW_REUSE_DELAY};
-use xdpstack::tcp::{CloseReason, SendHalf, State};
+use xdpstack::ports::{PortConfig, PortRange, PortService};
+use xdpstack::shard_tcp::{ConnectError, ShardTcp, TW_REUSE_DELAY};
+use xdpstack::tcp::{CloseReason, IsnKey, SendHalf, State};
 use xdpstack::time::{Duration, Instant};
 
 #[path = "support/tcp_side.rs"]
@@ -159,7 +159,24 @@ fn handler(side: &mut Side, close_first: bool, listen: bool) -> Arc<Mutex<Record
 /// after it; the connection that gave way gets its final `on_close`.
 #[test]
 fn exhausted_range_reuses_the_oldest_time_wait_port() {
-    let (mut a, mut b) = sides(4);
+    time_wait_gives_way(4, None, ConnectError::NoPort);
+}
+
+/// The same with ports to spare but a table of four connections: a table
+/// full of TIME-WAIT gives way as the ports do.
+#[test]
+fn full_table_reuses_the_oldest_time_wait_connection() {
+    time_wait_gives_way(64, Some(4), ConnectError::TableFull);
+}
+
+fn time_wait_gives_way(client_ports: u16, table: Option<usize>, early_error: ConnectError) {
+    let (mut a, mut b) = sides(client_ports);
+    if let Some(n) = table {
+        let mut cfg = a.tcp.config().clone();
+        cfg.max_connections = n;
+        let ports = PortService::new(ports(client_ports)).unwrap().shared();
+        a.tcp = ShardTcp::new(cfg, IsnKey::random(), Some(ports), Instant::ZERO);
+    }
     let client = handler(&mut a, true, false);
     let server = handler(&mut b, false, true);
     client.lock().unwrap().to_open = 4;
@@ -195,7 +212,7 @@ fn exhausted_range_reuses_the_oldest_time_wait_port() {
     a.step(early);
     assert_eq!(
         client.lock().unwrap().opened.last(),
-        Some(&Err(ConnectError::NoPort))
+        Some(&Err(early_error))
     );
     assert_eq!(a.tcp.counters().tw_reused, 0);
     assert_eq!(a.tcp.connections(), 4);

@@ -829,6 +829,10 @@ pub fn run(cfg: &TcpXdpConfig, stop: &AtomicBool) -> io::Result<Report> {
     let mut tcp = ShardTcp::new(
         TcpShardConfig {
             reset_unmatched: mode == AddressMode::Dedicated,
+            // Every connection goes to the one target, so no more can exist
+            // than ephemeral ports (which run out first, and TIME-WAIT
+            // reuse waits for them); a table this small stays in cache.
+            max_connections: 2 * ephemeral.iter().len(),
             ..TcpShardConfig::new(ip, mac, mtu)
         },
         IsnKey::random(),
