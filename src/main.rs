@@ -90,6 +90,18 @@ fn parse_cores(s: &str) -> Result<CoreList, String> {
         .map(CoreList)
 }
 
+/// A receive buffer size: 1 KiB to 1 GiB (window scaling's limit).
+fn parse_recv_buffer(s: &str) -> Result<usize, String> {
+    let n: usize = s.trim().parse().map_err(|e| format!("{s}: {e}"))?;
+    if (1024..=1 << 30).contains(&n) {
+        Ok(n)
+    } else {
+        Err(format!(
+            "{n}: the receive buffer is 1024 to 1073741824 bytes"
+        ))
+    }
+}
+
 #[derive(Args, Debug)]
 struct ServeArgs {
     /// Interface to attach to.
@@ -134,6 +146,10 @@ struct ServeArgs {
     /// TCP congestion control of every connection: newreno or cubic.
     #[arg(long = "cc", value_name = "ALGO", default_value = "cubic")]
     cc: CongestionAlgorithm,
+    /// TCP receive buffer of every connection in bytes (the largest window
+    /// it offers); 262144 when not given.
+    #[arg(long = "tcp-recv-buffer", value_name = "BYTES", value_parser = parse_recv_buffer)]
+    tcp_recv_buffer: Option<usize>,
     /// Print per-worker counters every second.
     #[arg(long)]
     stats: bool,
@@ -225,6 +241,10 @@ struct BenchTcpArgs {
     /// run ends (failing if that takes longer than --duration).
     #[arg(long, value_name = "BYTES", requires = "download")]
     bytes: Option<u64>,
+    /// TCP receive buffer of the xdpstack client's connections in bytes;
+    /// 262144 when not given.
+    #[arg(long = "tcp-recv-buffer", value_name = "BYTES", value_parser = parse_recv_buffer)]
+    tcp_recv_buffer: Option<usize>,
 }
 
 #[derive(Copy, Clone, Debug, ValueEnum, PartialEq, Eq)]
@@ -419,6 +439,9 @@ fn serve(a: ServeArgs) -> Result<(), String> {
     }
     cfg.tcp_max_connections = a.tcp_max_connections;
     cfg.tcp_congestion = a.cc;
+    if let Some(n) = a.tcp_recv_buffer {
+        xdpstack::tcp::set_default_recv_buffer(n);
+    }
     for port in a.tcp_echo {
         let f: TcpHandlerFactory = Arc::new(|| Box::<TcpEcho>::default() as Box<dyn TcpHandler>);
         cfg.tcp_handlers.push((port, f));
@@ -543,6 +566,12 @@ fn bench_tcp(kind: TcpBenchKind, a: BenchTcpArgs) -> Result<(), String> {
     }
     cfg.download = a.download;
     cfg.download_bytes = a.bytes;
+    if let Some(n) = a.tcp_recv_buffer {
+        if a.client != ClientArg::Xdpstack {
+            return Err("--tcp-recv-buffer is for --client xdpstack".into());
+        }
+        xdpstack::tcp::set_default_recv_buffer(n);
+    }
     let mut report = match a.client {
         ClientArg::Kernel => run_kernel_client(&cfg).map_err(|e| e.to_string())?,
         ClientArg::Xdpstack => {
