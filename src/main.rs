@@ -752,3 +752,55 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tcp_recv_buffer_flag() {
+        let Cli::Serve(a) = Cli::try_parse_from([
+            "xdpstack",
+            "serve",
+            "--iface",
+            "x",
+            "--tcp-recv-buffer",
+            "524288",
+        ])
+        .unwrap() else {
+            panic!("not serve");
+        };
+        assert_eq!(a.tcp_recv_buffer, Some(524288));
+        for bad in ["10", "2147483648", "lots"] {
+            assert!(Cli::try_parse_from([
+                "xdpstack",
+                "serve",
+                "--iface",
+                "x",
+                "--tcp-recv-buffer",
+                bad
+            ])
+            .is_err());
+        }
+        // Only the xdpstack client has a receive buffer to set.
+        let Cli::Bench(BenchCmd::TcpStream(b)) = Cli::try_parse_from([
+            "xdpstack",
+            "bench",
+            "tcp-stream",
+            "--target",
+            "127.0.0.1:9",
+            "--tcp-recv-buffer",
+            "1048576",
+        ])
+        .unwrap() else {
+            panic!("not tcp-stream");
+        };
+        assert_eq!(b.tcp_recv_buffer, Some(1 << 20));
+        let e = bench_tcp(TcpBenchKind::Stream, b).unwrap_err();
+        assert!(e.contains("--client xdpstack"), "{e}");
+        // The process-wide default the workers and the client build from.
+        assert_eq!(xdpstack::tcp::Config::default().recv_buffer, 256 * 1024);
+        xdpstack::tcp::set_default_recv_buffer(1 << 20);
+        assert_eq!(xdpstack::tcp::Config::default().recv_buffer, 1 << 20);
+    }
+}
