@@ -91,6 +91,18 @@ fn parse_cores(s: &str) -> Result<CoreList, String> {
         .map(CoreList)
 }
 
+/// A receive buffer size: 1 KiB to 1 GiB (window scaling's limit).
+fn parse_recv_buffer(s: &str) -> Result<usize, String> {
+    let n: usize = s.trim().parse().map_err(|e| format!("{s}: {e}"))?;
+    if (1024..=1 << 30).contains(&n) {
+        Ok(n)
+    } else {
+        Err(format!(
+            "{n}: the receive buffer is 1024 to 1073741824 bytes"
+        ))
+    }
+}
+
 #[derive(Args, Debug)]
 struct ServeArgs {
     /// Interface to attach to.
@@ -135,6 +147,10 @@ struct ServeArgs {
     /// TCP congestion control of every connection: newreno or cubic.
     #[arg(long = "cc", value_name = "ALGO", default_value = "cubic")]
     cc: CongestionAlgorithm,
+    /// TCP receive buffer of every connection in bytes (the largest window
+    /// it offers); 262144 when not given.
+    #[arg(long = "tcp-recv-buffer", value_name = "BYTES", value_parser = parse_recv_buffer)]
+    tcp_recv_buffer: Option<usize>,
     /// Print per-worker counters every second.
     #[arg(long)]
     stats: bool,
@@ -226,6 +242,10 @@ struct BenchTcpArgs {
     /// run ends (failing if that takes longer than --duration).
     #[arg(long, value_name = "BYTES", requires = "download")]
     bytes: Option<u64>,
+    /// TCP receive buffer of the xdpstack client's connections in bytes;
+    /// 262144 when not given.
+    #[arg(long = "tcp-recv-buffer", value_name = "BYTES", value_parser = parse_recv_buffer)]
+    tcp_recv_buffer: Option<usize>,
 }
 
 #[derive(Copy, Clone, Debug, ValueEnum, PartialEq, Eq)]
@@ -420,6 +440,9 @@ fn serve(a: ServeArgs) -> Result<(), String> {
     }
     cfg.tcp_max_connections = a.tcp_max_connections;
     cfg.tcp_congestion = a.cc;
+    if let Some(n) = a.tcp_recv_buffer {
+        xdpstack::tcp::set_default_recv_buffer(n);
+    }
     for port in a.tcp_echo {
         let f: TcpHandlerFactory = Arc::new(|| Box::<TcpEcho>::default() as Box<dyn TcpHandler>);
         cfg.tcp_handlers.push((port, f));
@@ -544,6 +567,12 @@ fn bench_tcp(kind: TcpBenchKind, a: BenchTcpArgs) -> Result<(), String> {
     }
     cfg.download = a.download;
     cfg.download_bytes = a.bytes;
+    if let Some(n) = a.tcp_recv_buffer {
+        if a.client != ClientArg::Xdpstack {
+            return Err("--tcp-recv-buffer is for --client xdpstack".into());
+        }
+        xdpstack::tcp::set_default_recv_buffer(n);
+    }
     let mut report = match a.client {
         ClientArg::Kernel => run_kernel_client(&cfg).map_err(|e| e.to_string())?,
         ClientArg::Xdpstack => {
@@ -722,5 +751,57 @@ fn main() -> ExitCode {
             eprintln!("xdpstack: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tcp_recv_buffer_flag() {
+        let Cli::Serve(a) = Cli::try_parse_from([
+            "xdpstack",
+            "serve",
+            "--iface",
+            "x",
+            "--tcp-recv-buffer",
+            "524288",
+        ])
+        .unwrap() else {
+            panic!("not serve");
+        };
+        assert_eq!(a.tcp_recv_buffer, Some(524288));
+        for bad in ["10", "2147483648", "lots"] {
+            assert!(Cli::try_parse_from([
+                "xdpstack",
+                "serve",
+                "--iface",
+                "x",
+                "--tcp-recv-buffer",
+                bad
+            ])
+            .is_err());
+        }
+        // Only the xdpstack client has a receive buffer to set.
+        let Cli::Bench(BenchCmd::TcpStream(b)) = Cli::try_parse_from([
+            "xdpstack",
+            "bench",
+            "tcp-stream",
+            "--target",
+            "127.0.0.1:9",
+            "--tcp-recv-buffer",
+            "1048576",
+        ])
+        .unwrap() else {
+            panic!("not tcp-stream");
+        };
+        assert_eq!(b.tcp_recv_buffer, Some(1 << 20));
+        let e = bench_tcp(TcpBenchKind::Stream, b).unwrap_err();
+        assert!(e.contains("--client xdpstack"), "{e}");
+        // The process-wide default the workers and the client build from.
+        assert_eq!(xdpstack::tcp::Config::default().recv_buffer, 256 * 1024);
+        xdpstack::tcp::set_default_recv_buffer(1 << 20);
+        assert_eq!(xdpstack::tcp::Config::default().recv_buffer, 1 << 20);
     }
 }

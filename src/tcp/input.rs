@@ -309,6 +309,11 @@ impl Connection {
         // Seventh and eighth: text and FIN.
         if self.state.can_receive_data() && !strip_text {
             self.process_text(now, seg, deliver)?;
+        } else if strip_text && !seg.payload.is_empty() {
+            // Text refused by a zero window is an unacceptable segment:
+            // answer with an ACK (RFC 9293 §3.10.7.4), which tells a
+            // sender probing with data that the window is still shut.
+            self.ack_now = true;
         }
         Ok(())
     }
@@ -461,6 +466,10 @@ impl Connection {
         // Trim to what the buffer can hold.
         let room = self.rcv_buf.window() - (seq - rcv_nxt).min(self.rcv_buf.window());
         if data.len() > room {
+            // Text past the buffer is not taken: ACK at once, so the sender
+            // learns where the window ends instead of waiting for its
+            // retransmission timeout (RFC 9293 §3.10.7.4 seventh).
+            self.ack_now = true;
             data = &data[..room];
             fin = false;
         }

@@ -199,9 +199,36 @@ impl Connection {
             window: if kind == Kind::Syn {
                 self.rcv_buf.window().min(0xffff)
             } else {
-                self.window_to_advertise()
+                self.advertised_window()
             },
         }
+    }
+
+    /// The window of a segment other than a SYN, in bytes from RCV.NXT.
+    ///
+    /// It opens only to the free buffer and only by at least the receiver
+    /// SWS threshold, or when everything was read (RFC 9293 §3.8.6.2.2);
+    /// otherwise it offers what is left of the window offered before. It
+    /// is truncated to the scale unit (RFC 7323 §2.3: SEG.WND = RCV.WND >>
+    /// Rcv.Wind.Shift), never rounded up: the edge offered before is
+    /// rarely on a unit boundary once RCV.NXT has moved, and rounding it up
+    /// moved the right edge past the buffer by up to 2^shift - 1 bytes with
+    /// every ACK while the application was not reading. The sender then
+    /// filled bytes the buffer could not hold; they were cut off, and only
+    /// its retransmission timeout sent them again. Truncating retracts the
+    /// window by less than one unit, as RFC 7323 §2.4 allows; segments up
+    /// to the highest edge ever offered (RCV.ADV) stay acceptable (its
+    /// rule 1), and that edge never passes the buffer's end.
+    pub(super) fn advertised_window(&self) -> usize {
+        let cur = self.tcb.rcv_adv - self.tcb.rcv_nxt;
+        let free = self.rcv_buf.window();
+        let wnd = if free >= cur + self.sws_threshold() || free == self.rcv_buf.capacity() {
+            free
+        } else {
+            cur.min(free)
+        };
+        let shift = self.tcb.rcv_wnd_shift;
+        (wnd.min(0xffff << shift) >> shift) << shift
     }
 
     /// Decide the next segment, if any.
@@ -347,7 +374,12 @@ impl Connection {
         // Decide on what the windows allow; the segment itself may come out
         // shorter where the ring wraps (the rest follows at once).
         let want = avail.min(usable).min(max_payload);
-        if want > 0 && want < max_payload && !self.force_send {
+        // Below SND.MAX this is sending again after a timeout (go-back-N):
+        // that data was inside the window when it first left, so neither
+        // Nagle nor sender SWS avoidance holds it (RFC 6298 §5.4, RFC 7323
+        // §2.4 rule 4); held, it would wait for the persist timer.
+        let resend = t.snd_nxt < t.snd_max;
+        if want > 0 && want < max_payload && !self.force_send && !resend {
             let all = want == avail;
             // Nagle with Minshall's modification: hold a small segment only
             // while an earlier small segment is unacknowledged.
