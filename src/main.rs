@@ -441,7 +441,7 @@ fn serve(a: ServeArgs) -> Result<(), String> {
     cfg.tcp_max_connections = a.tcp_max_connections;
     cfg.tcp_congestion = a.cc;
     if let Some(n) = a.tcp_recv_buffer {
-        xdpstack::tcp::set_default_recv_buffer(n);
+        cfg.tcp_recv_buffer = n;
     }
     for port in a.tcp_echo {
         let f: TcpHandlerFactory = Arc::new(|| Box::<TcpEcho>::default() as Box<dyn TcpHandler>);
@@ -567,11 +567,8 @@ fn bench_tcp(kind: TcpBenchKind, a: BenchTcpArgs) -> Result<(), String> {
     }
     cfg.download = a.download;
     cfg.download_bytes = a.bytes;
-    if let Some(n) = a.tcp_recv_buffer {
-        if a.client != ClientArg::Xdpstack {
-            return Err("--tcp-recv-buffer is for --client xdpstack".into());
-        }
-        xdpstack::tcp::set_default_recv_buffer(n);
+    if a.tcp_recv_buffer.is_some() && a.client != ClientArg::Xdpstack {
+        return Err("--tcp-recv-buffer is for --client xdpstack".into());
     }
     let mut report = match a.client {
         ClientArg::Kernel => run_kernel_client(&cfg).map_err(|e| e.to_string())?,
@@ -586,6 +583,9 @@ fn bench_tcp(kind: TcpBenchKind, a: BenchTcpArgs) -> Result<(), String> {
                 bench: cfg,
                 attach: a.xdp_mode.into(),
                 poll: a.poll.into(),
+                recv_buffer: a
+                    .tcp_recv_buffer
+                    .unwrap_or(xdpstack::tcp::DEFAULT_RECV_BUFFER),
             };
             let stop = stop_flag()?;
             xdpstack::loadgen::tcp_xdp::run(&xcfg, &stop).map_err(|e| e.to_string())?
@@ -799,9 +799,5 @@ mod tests {
         assert_eq!(b.tcp_recv_buffer, Some(1 << 20));
         let e = bench_tcp(TcpBenchKind::Stream, b).unwrap_err();
         assert!(e.contains("--client xdpstack"), "{e}");
-        // The process-wide default the workers and the client build from.
-        assert_eq!(xdpstack::tcp::Config::default().recv_buffer, 256 * 1024);
-        xdpstack::tcp::set_default_recv_buffer(1 << 20);
-        assert_eq!(xdpstack::tcp::Config::default().recv_buffer, 1 << 20);
     }
 }

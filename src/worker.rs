@@ -349,6 +349,8 @@ pub struct StackConfig {
     pub tcp_max_connections: usize,
     /// Congestion control of every TCP connection.
     pub tcp_congestion: crate::tcp::congestion::CongestionAlgorithm,
+    /// Receive buffer of every TCP connection, bytes.
+    pub tcp_recv_buffer: usize,
     pub stats_every: Option<Duration>,
     pub xsk: Option<XskConfig>,
 }
@@ -387,6 +389,7 @@ impl StackConfig {
             tcp_handlers: Vec::new(),
             tcp_max_connections: 65536,
             tcp_congestion: crate::tcp::congestion::CongestionAlgorithm::default(),
+            tcp_recv_buffer: crate::tcp::DEFAULT_RECV_BUFFER,
             stats_every: None,
             xsk: None,
         }
@@ -686,6 +689,7 @@ impl Stack {
                 ..TcpShardConfig::new(ip, mac, mtu)
             };
             tcp_cfg.tcp.congestion = cfg.tcp_congestion;
+            tcp_cfg.tcp.recv_buffer = cfg.tcp_recv_buffer;
             let mut tcp = ShardTcp::new(tcp_cfg, isn_key, Some(ps.clone()), now);
             for (port, make) in &cfg.tcp_handlers {
                 let h = tcp.add_handler(make());

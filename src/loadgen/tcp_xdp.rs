@@ -80,6 +80,8 @@ pub struct TcpXdpConfig {
     pub bench: TcpBenchConfig,
     pub attach: AttachMode,
     pub poll: PollMode,
+    /// Receive buffer of every connection, bytes.
+    pub recv_buffer: usize,
 }
 
 /// The letter pattern of [`request`] repeats every this many bytes.
@@ -826,19 +828,16 @@ pub fn run(cfg: &TcpXdpConfig, stop: &AtomicBool) -> io::Result<Report> {
     if let Some(m) = peer_mac {
         shard.learn_neighbor(hop, m, now);
     }
-    let mut tcp = ShardTcp::new(
-        TcpShardConfig {
-            reset_unmatched: mode == AddressMode::Dedicated,
-            // Every connection goes to the one target, so no more can exist
-            // than ephemeral ports (which run out first, and TIME-WAIT
-            // reuse waits for them); a table this small stays in cache.
-            max_connections: 2 * ephemeral.iter().len(),
-            ..TcpShardConfig::new(ip, mac, mtu)
-        },
-        IsnKey::random(),
-        Some(ps),
-        now,
-    );
+    let mut tcp_cfg = TcpShardConfig {
+        reset_unmatched: mode == AddressMode::Dedicated,
+        // Every connection goes to the one target, so no more can exist
+        // than ephemeral ports (which run out first, and TIME-WAIT reuse
+        // waits for them); a table this small stays in cache.
+        max_connections: 2 * ephemeral.iter().len(),
+        ..TcpShardConfig::new(ip, mac, mtu)
+    };
+    tcp_cfg.tcp.recv_buffer = cfg.recv_buffer;
+    let mut tcp = ShardTcp::new(tcp_cfg, IsnKey::random(), Some(ps), now);
     let handle = install(&mut tcp, bench, peer_mac);
     shard.set_tcp(tcp);
 

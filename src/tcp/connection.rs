@@ -549,7 +549,7 @@ impl Connection {
             return;
         }
         let cur = self.tcb.rcv_adv - self.tcb.rcv_nxt;
-        let new = self.window_to_advertise();
+        let new = self.advertised_window();
         if new > cur && new >= 2 * cur && new - cur >= self.sws_threshold() {
             self.ack_now = true;
         }
@@ -710,30 +710,6 @@ impl Connection {
     /// Receiver SWS threshold: min(RCV.BUFF/2, MSS) (RFC 9293 §3.8.6.2.2).
     pub(super) fn sws_threshold(&self) -> usize {
         (self.rcv_buf.capacity() / 2).min(self.rcv_mss.max(1))
-    }
-
-    /// The window to put in the next segment, in bytes from RCV.NXT: never
-    /// shrinking the right edge, grown only in SWS-sized steps, a multiple of
-    /// the scale unit.
-    pub(super) fn window_to_advertise(&self) -> usize {
-        let cur = self.tcb.rcv_adv - self.tcb.rcv_nxt;
-        let free = self.rcv_buf.window();
-        let mut wnd = if free >= cur + self.sws_threshold() || free == self.rcv_buf.capacity() {
-            free
-        } else {
-            cur
-        };
-        let shift = self.tcb.rcv_wnd_shift;
-        wnd = wnd.min(0xffff << shift);
-        // Round down to the scale unit, but never below the edge already
-        // offered (that would shrink the window).
-        let rounded = (wnd >> shift) << shift;
-        if rounded < cur {
-            let unit = 1usize << shift;
-            (cur.div_ceil(unit) * unit).min(0xffff << shift)
-        } else {
-            rounded
-        }
     }
 
     /// (Re)start the keep-alive idle timer (RFC 9293 §3.8.4): it runs in

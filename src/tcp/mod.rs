@@ -182,31 +182,9 @@ pub use timers::{TimerKind, TimerTable};
 
 use crate::time::Duration;
 use std::net::SocketAddrV4;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The receive buffer of [`Config::default`], in bytes.
 pub const DEFAULT_RECV_BUFFER: usize = 256 * 1024;
-
-/// The process-wide receive buffer of [`Config::default`]; 0 means
-/// [`DEFAULT_RECV_BUFFER`].
-static RECV_BUFFER_OVERRIDE: AtomicUsize = AtomicUsize::new(0);
-
-/// Sets the receive buffer that [`Config::default`] gives every connection
-/// made after this call (the command line's `--tcp-recv-buffer`: the
-/// workers and the load generator build their configurations from
-/// `Config::default()`). `bytes` is clamped to 1 KiB..=1 GiB: window
-/// scaling (RFC 7323 §2.3, shift at most 14) offers at most 2^30 - 2^14.
-pub fn set_default_recv_buffer(bytes: usize) {
-    RECV_BUFFER_OVERRIDE.store(bytes.clamp(1024, 1 << 30), Ordering::Relaxed);
-}
-
-/// The receive buffer [`Config::default`] uses now.
-pub fn default_recv_buffer() -> usize {
-    match RECV_BUFFER_OVERRIDE.load(Ordering::Relaxed) {
-        0 => DEFAULT_RECV_BUFFER,
-        n => n,
-    }
-}
 
 /// A connection's addresses, seen from this end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -245,8 +223,7 @@ pub struct Config {
     /// Send buffer bytes.
     pub send_buffer: usize,
     /// Receive buffer bytes; with window scaling off, windows stop at 65535.
-    /// The default is [`default_recv_buffer`] ([`DEFAULT_RECV_BUFFER`]
-    /// unless [`set_default_recv_buffer`] changed it).
+    /// The default is [`DEFAULT_RECV_BUFFER`].
     pub recv_buffer: usize,
     /// Offer window scaling (RFC 7323 §2).
     pub window_scaling: bool,
@@ -291,7 +268,7 @@ impl Default for Config {
         Config {
             mss: 1460,
             send_buffer: 256 * 1024,
-            recv_buffer: default_recv_buffer(),
+            recv_buffer: DEFAULT_RECV_BUFFER,
             window_scaling: true,
             sack: true,
             timestamps: true,
