@@ -594,47 +594,33 @@ mod tests {
         });
     }
 
+    /// Fetches `url` twice in one curl run, bodies discarded, with the
+    /// `extra` options; returns what `-w format` printed after each transfer.
+    fn curl_twice(url: &str, extra: &[&str], format: &str) -> String {
+        let out = Command::new("curl")
+            .args(["-sS", "-o", "/dev/null", "-o", "/dev/null", "-w", format])
+            .args(extra)
+            .args([url, url])
+            .output()
+            .expect("curl runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
     #[test]
     fn http_serves_curl_with_keep_alive_and_close() {
         with_server(http_cfg(), |addr| {
             let url = format!("http://{addr}/");
-            let out = Command::new("curl")
-                .args([
-                    "-sS",
-                    "-o",
-                    "/dev/null",
-                    "-o",
-                    "/dev/null",
-                    "-w",
-                    "%{http_code} %{size_download} %{num_connects}\\n",
-                ])
-                .args([&url, &url])
-                .output()
-                .expect("curl runs");
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let text = String::from_utf8(out.stdout).unwrap();
+            let w = "%{http_code} %{size_download} %{num_connects}\\n";
+            let text = curl_twice(&url, &[], w);
             // The second transfer reuses the first connection.
             assert_eq!(text, "200 1000 1\n200 1000 0\n", "{text}");
-            let out = Command::new("curl")
-                .args([
-                    "-sS",
-                    "-o",
-                    "/dev/null",
-                    "-o",
-                    "/dev/null",
-                    "-H",
-                    "Connection: close",
-                    "-w",
-                    "%{http_code} %{num_connects}\\n",
-                ])
-                .args([&url, &url])
-                .output()
-                .expect("curl runs");
-            let text = String::from_utf8(out.stdout).unwrap();
+            let w = "%{http_code} %{num_connects}\\n";
+            let text = curl_twice(&url, &["-H", "Connection: close"], w);
             assert_eq!(text, "200 1\n200 1\n", "{text}");
         });
     }
