@@ -744,37 +744,18 @@ mod tests {
 #[cfg(test)]
 mod against_kernel_server {
     use super::*;
-    use crate::baseline::kernel_tcp::{run_with, KernelTcpConfig, KernelTcpStats, TcpService};
+    use crate::baseline::kernel_tcp::tests::with_server;
+    use crate::baseline::kernel_tcp::{KernelTcpStats, TcpService};
     use std::net::SocketAddr;
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::mpsc;
 
+    /// A kernel TCP server on loopback for the duration of `f`.
     fn bench<R>(service: TcpService, f: impl FnOnce(SocketAddrV4) -> R) -> (R, KernelTcpStats) {
-        let stop = AtomicBool::new(false);
-        let (tx, rx) = mpsc::channel();
-        std::thread::scope(|s| {
-            let h = s.spawn(|| {
-                let cfg = KernelTcpConfig::new("127.0.0.1:0".parse().unwrap(), service);
-                run_with(&cfg, &stop, |a| tx.send(a).unwrap())
-            });
-            let SocketAddr::V4(addr) = rx.recv().unwrap() else {
+        with_server(service, |addr| {
+            let SocketAddr::V4(addr) = addr else {
                 unreachable!()
             };
-            // Stops the server even when `f` panics, so the scope can end.
-            let _stop = StopOnDrop(&stop);
-            let r = f(addr);
-            std::thread::sleep(Duration::from_millis(100));
-            stop.store(true, Ordering::Relaxed);
-            (r, h.join().unwrap().unwrap())
+            f(addr)
         })
-    }
-
-    struct StopOnDrop<'a>(&'a AtomicBool);
-
-    impl Drop for StopOnDrop<'_> {
-        fn drop(&mut self) {
-            self.0.store(true, Ordering::Relaxed);
-        }
     }
 
     fn cfg(kind: TcpBenchKind, target: SocketAddrV4, connections: usize) -> TcpBenchConfig {
