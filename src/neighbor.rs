@@ -831,7 +831,21 @@ mod tests {
     }
 
     fn cache() -> NeighborCache<u32> {
-        NeighborCache::new(NeighborConfig::default(), US, OUR_MAC)
+        cache_with(NeighborConfig::default())
+    }
+
+    fn cache_with(cfg: NeighborConfig) -> NeighborCache<u32> {
+        NeighborCache::new(cfg, US, OUR_MAC)
+    }
+
+    /// The broadcast request that starts resolving `PEER`.
+    const ASK_FOR_PEER: Action<u32> = Action::SendRequest {
+        target: PEER,
+        dst_mac: BROADCAST_MAC,
+    };
+
+    fn dropped(packet: u32, reason: NeighborDrop) -> Action<u32> {
+        Action::Drop { packet, reason }
     }
 
     fn actions(c: &mut NeighborCache<u32>) -> Vec<Action<u32>> {
@@ -863,13 +877,7 @@ mod tests {
         let mut c = cache();
         assert_eq!(c.resolve(PEER, 1, t(0)), Resolution::Queued);
         assert_eq!(c.resolve(PEER, 2, t(1)), Resolution::Queued);
-        assert_eq!(
-            actions(&mut c),
-            vec![Action::SendRequest {
-                target: PEER,
-                dst_mac: BROADCAST_MAC
-            }]
-        );
+        assert_eq!(actions(&mut c), vec![ASK_FOR_PEER]);
         assert_eq!(c.state(PEER), Some(NeighborState::Incomplete));
         c.process_arp(&reply(PEER, PEER_MAC), t(5)).unwrap();
         assert_eq!(
@@ -894,13 +902,7 @@ mod tests {
         let mut c = cache();
         c.solicit(PEER, t(0));
         c.solicit(PEER, t(1));
-        assert_eq!(
-            actions(&mut c),
-            vec![Action::SendRequest {
-                target: PEER,
-                dst_mac: BROADCAST_MAC
-            }]
-        );
+        assert_eq!(actions(&mut c), vec![ASK_FOR_PEER]);
         assert_eq!(c.lookup(PEER, t(2)), None);
         c.process_arp(&reply(PEER, PEER_MAC), t(3)).unwrap();
         // Nothing was waiting, so nothing is released.
@@ -913,11 +915,10 @@ mod tests {
 
     #[test]
     fn queue_drops_oldest_when_full() {
-        let cfg = NeighborConfig {
+        let mut c = cache_with(NeighborConfig {
             queue_len: 2,
             ..NeighborConfig::default()
-        };
-        let mut c = NeighborCache::new(cfg, US, OUR_MAC);
+        });
         for p in 1..=4u32 {
             assert_eq!(c.resolve(PEER, p, t(0)), Resolution::Queued);
         }
@@ -925,14 +926,8 @@ mod tests {
         assert_eq!(
             a[1..],
             [
-                Action::Drop {
-                    packet: 1,
-                    reason: NeighborDrop::QueueOverflow
-                },
-                Action::Drop {
-                    packet: 2,
-                    reason: NeighborDrop::QueueOverflow
-                },
+                dropped(1, NeighborDrop::QueueOverflow),
+                dropped(2, NeighborDrop::QueueOverflow),
             ]
         );
         assert_eq!(c.counters().queue_overflow, 2);
@@ -967,10 +962,7 @@ mod tests {
         c.poll(t(3000));
         assert_eq!(
             actions(&mut c),
-            vec![Action::Drop {
-                packet: 7,
-                reason: NeighborDrop::ResolutionFailed
-            }]
+            vec![dropped(7, NeighborDrop::ResolutionFailed)]
         );
         assert_eq!(c.state(PEER), None);
         assert_eq!(c.counters().requests_sent, 3);
@@ -1001,14 +993,10 @@ mod tests {
         c.process_arp(&reply(OTHER, NEW_MAC), t(0)).unwrap();
         assert_eq!(c.state(OTHER), None);
         // Shared mode: learn, but the kernel answers.
-        let mut s: NeighborCache<u32> = NeighborCache::new(
-            NeighborConfig {
-                answer_requests: false,
-                ..NeighborConfig::default()
-            },
-            US,
-            OUR_MAC,
-        );
+        let mut s = cache_with(NeighborConfig {
+            answer_requests: false,
+            ..NeighborConfig::default()
+        });
         s.process_arp(&request(PEER, PEER_MAC, US), t(0)).unwrap();
         assert!(actions(&mut s).is_empty());
         assert_eq!(s.state(PEER), Some(NeighborState::Reachable(PEER_MAC)));
@@ -1083,13 +1071,7 @@ mod tests {
         assert_eq!(c.state(PEER), None);
         // The next packet starts a fresh broadcast resolution.
         assert_eq!(c.resolve(PEER, 1, t(33_001)), Resolution::Queued);
-        assert_eq!(
-            actions(&mut c),
-            vec![Action::SendRequest {
-                target: PEER,
-                dst_mac: BROADCAST_MAC
-            }]
-        );
+        assert_eq!(actions(&mut c), vec![ASK_FOR_PEER]);
     }
 
     #[test]
@@ -1114,23 +1096,16 @@ mod tests {
 
     #[test]
     fn full_table_evicts_stale_never_waiting() {
-        let cfg = NeighborConfig {
+        let mut c = cache_with(NeighborConfig {
             max_entries: 2,
             ..NeighborConfig::default()
-        };
-        let mut c = NeighborCache::new(cfg, US, OUR_MAC);
+        });
         c.resolve(PEER, 1, t(0));
         c.resolve(OTHER, 2, t(0));
         actions(&mut c);
         let third = Ipv4Addr::new(10, 0, 0, 4);
         assert_eq!(c.resolve(third, 3, t(0)), Resolution::Queued);
-        assert_eq!(
-            actions(&mut c),
-            vec![Action::Drop {
-                packet: 3,
-                reason: NeighborDrop::TableFull
-            }]
-        );
+        assert_eq!(actions(&mut c), vec![dropped(3, NeighborDrop::TableFull)]);
         // Once one is stale and idle, it makes room.
         c.process_arp(&reply(PEER, PEER_MAC), t(1)).unwrap();
         actions(&mut c);
@@ -1157,13 +1132,7 @@ mod tests {
             c.resolve(Ipv4Addr::UNSPECIFIED, 2, t(0)),
             Resolution::Queued
         );
-        assert_eq!(
-            actions(&mut c),
-            vec![Action::Drop {
-                packet: 2,
-                reason: NeighborDrop::BadAddress
-            }]
-        );
+        assert_eq!(actions(&mut c), vec![dropped(2, NeighborDrop::BadAddress)]);
         assert!(c.is_empty());
     }
 

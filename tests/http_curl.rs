@@ -90,20 +90,20 @@ fn curl(args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// Fetches `url` twice in one curl run, bodies discarded, with the `extra`
+/// options; returns what `-w format` printed after each transfer.
+fn curl_twice(url: &str, extra: &[&str], format: &str) -> String {
+    let mut args = vec!["-o", "/dev/null", "-o", "/dev/null", "-w", format];
+    args.extend_from_slice(extra);
+    args.extend([url, url]);
+    curl(&args)
+}
+
 #[test]
 fn curl_keep_alive_reuses_the_connection() {
     let s = start(12345);
     let w = "%{http_code} %{size_download} %{num_connects}\\n";
-    let out = curl(&[
-        "-o",
-        "/dev/null",
-        "-o",
-        "/dev/null",
-        "-w",
-        w,
-        &s.url,
-        &s.url,
-    ]);
+    let out = curl_twice(&s.url, &[], w);
     assert_eq!(out, "200 12345 1\n200 12345 0\n");
     assert_eq!(s.connections.load(Ordering::Relaxed), 1);
 }
@@ -112,18 +112,7 @@ fn curl_keep_alive_reuses_the_connection() {
 fn curl_connection_close_opens_a_new_connection_each_time() {
     let s = start(10);
     let w = "%{http_code} %{num_connects}\\n";
-    let out = curl(&[
-        "-o",
-        "/dev/null",
-        "-o",
-        "/dev/null",
-        "-H",
-        "Connection: close",
-        "-w",
-        w,
-        &s.url,
-        &s.url,
-    ]);
+    let out = curl_twice(&s.url, &["-H", "Connection: close"], w);
     assert_eq!(out, "200 1\n200 1\n");
     assert_eq!(s.connections.load(Ordering::Relaxed), 2);
 }
@@ -146,17 +135,6 @@ fn curl_http_1_0_closes_and_body_is_exact() {
 fn curl_post_body_is_skipped() {
     let s = start(7);
     let w = "%{http_code} %{size_download} %{num_connects}\\n";
-    let out = curl(&[
-        "-o",
-        "/dev/null",
-        "-o",
-        "/dev/null",
-        "-w",
-        w,
-        "--data-binary",
-        &"q".repeat(50_000),
-        &s.url,
-        &s.url,
-    ]);
+    let out = curl_twice(&s.url, &["--data-binary", &"q".repeat(50_000)], w);
     assert_eq!(out, "200 7 1\n200 7 0\n");
 }

@@ -5,20 +5,14 @@
 //! XDP cannot take the peer's TSO super-segments) and fails loudly if it
 //! cannot.
 
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, Read};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-mod common;
-use common::{Server, Topo};
+use xdpstack::xdp::impair::{attach_in_netns, ppm, ImpairConfig, ImpairCounters, ImpairGuard};
 
-fn sum(workers: &[HashMap<String, u64>], key: &str) -> u64 {
-    workers
-        .iter()
-        .map(|w| *w.get(key).unwrap_or_else(|| panic!("no {key} in {w:?}")))
-        .sum()
-}
+mod common;
+use common::{echo_through, sum, Server, Topo};
 
 /// Echo clients. `big SIZE` / `seq COUNT SIZE` / `conc COUNT SIZE`: send
 /// random bytes while reading, shut down writing, read to EOF, compare
@@ -282,14 +276,10 @@ except ConnectionRefusedError:
     assert!(sum(&w, "tcp_rst_out") >= 1, "{w:?}");
 }
 
-/// The echo under loss on the peer's interface in both directions: `drop`
-/// of the port's segments dropped, 0.5% duplicated and 0.5% corrupted
-/// (the stack must catch each by its checksum). One 4 MiB transfer, then 4
-/// concurrent 1 MiB ones: byte-exact (SHA-256), and a stall fails the
-/// client's 30 s socket timeout. Returns the elapsed time of the transfers.
-fn echo_under_loss(loss: f64) -> Duration {
-    use xdpstack::xdp::impair::{attach_in_netns, ppm, ImpairConfig};
-    let t = Topo::new("tw", &["--no-tso"]);
+/// Impairs the TCP segments of `port` on the peer's interface in both
+/// directions: `loss` of them dropped, 0.5% duplicated and 0.5% corrupted.
+/// Returns the (egress, ingress) programs; dropping them detaches.
+fn impair_both_ways(t: &Topo, port: u16, loss: f64) -> (ImpairGuard, ImpairGuard) {
     // One impairment decision per segment: the peer's TCP keeps software
     // GSO with the feature off, so cap a GSO packet at one segment.
     let gso = Command::new("ip")
@@ -298,10 +288,8 @@ fn echo_under_loss(loss: f64) -> Duration {
         .status()
         .expect("ip link");
     assert!(gso.success(), "gso_max_segs");
-    let ip = t.get("HOST_IP").to_string();
-    let s = Server::start(t.get("HOST_IF"), &["--tcp-echo", "7000"]);
     let cfg = ImpairConfig {
-        port: 7000,
+        port,
         udp: false,
         drop_ppm: ppm(loss),
         duplicate_ppm: ppm(0.005),
@@ -310,17 +298,24 @@ fn echo_under_loss(loss: f64) -> Duration {
     };
     let egress = attach_in_netns(&t.name, t.get("PEER_IF"), true, &cfg).expect("impair egress");
     let ingress = attach_in_netns(&t.name, t.get("PEER_IF"), false, &cfg).expect("impair ingress");
+    (egress, ingress)
+}
+
+/// The echo under loss on the peer's interface in both directions: `drop`
+/// of the port's segments dropped, 0.5% duplicated and 0.5% corrupted
+/// (the stack must catch each by its checksum). One 4 MiB transfer, then 4
+/// concurrent 1 MiB ones: byte-exact (SHA-256), and a stall fails the
+/// client's 30 s socket timeout. Returns the elapsed time of the transfers.
+fn echo_under_loss(loss: f64) -> Duration {
+    let t = Topo::new("tw", &["--no-tso"]);
+    let ip = t.get("HOST_IP").to_string();
+    let s = Server::start(t.get("HOST_IF"), &["--tcp-echo", "7000"]);
+    let (egress, ingress) = impair_both_ways(&t, 7000, loss);
     let started = Instant::now();
     echo_py(&t, &ip, "7000", &["big", &(4 << 20).to_string()]);
     echo_py(&t, &ip, "7000", &["conc", "4", &(1 << 20).to_string()]);
     let took = started.elapsed();
-    let (e, i) = (egress.counters().unwrap(), ingress.counters().unwrap());
-    for c in [&e, &i] {
-        assert!(
-            c.dropped > 0 && c.duplicated > 0 && c.corrupted > 0,
-            "impairment not injected: egress {e:?} ingress {i:?}"
-        );
-    }
+    let (e, i) = injected(&egress, &ingress);
     drop((egress, ingress));
     let w = s.stop();
     // The stack's loss recovery on the connections it closed (`serve
@@ -344,6 +339,19 @@ fn echo_under_loss(loss: f64) -> Duration {
     // Every segment corrupted on its way to the stack failed its checksum.
     assert_eq!(sum(&w, "drop_tcp"), e.corrupted, "{w:?}");
     took
+}
+
+/// The counters of both impairment programs; fails the test unless each
+/// dropped, duplicated and corrupted something.
+fn injected(egress: &ImpairGuard, ingress: &ImpairGuard) -> (ImpairCounters, ImpairCounters) {
+    let (e, i) = (egress.counters().unwrap(), ingress.counters().unwrap());
+    for c in [&e, &i] {
+        assert!(
+            c.dropped > 0 && c.duplicated > 0 && c.corrupted > 0,
+            "impairment not injected: egress {e:?} ingress {i:?}"
+        );
+    }
+    (e, i)
 }
 
 #[test]
@@ -391,61 +399,22 @@ fn stack_as_client_under_five_percent_loss_each_way() {
 }
 
 fn stack_as_client(loss: Option<f64>) {
-    use std::io::{Read as _, Write as _};
-    use std::net::{Ipv4Addr, Shutdown, SocketAddrV4};
+    use std::net::{Ipv4Addr, SocketAddrV4};
     use std::sync::atomic::AtomicBool;
     use std::sync::Arc;
     use xdpstack::api::tcp::TcpStream;
     use xdpstack::worker::{Stack, StackConfig};
 
-    use xdpstack::xdp::impair::{attach_in_netns, ppm, ImpairConfig};
-
     let t = Topo::new("tw", &["--no-tso"]);
     let peer: Ipv4Addr = t.get("PEER_IP").parse().unwrap();
-    let impair = loss.map(|loss| {
-        // One impairment decision per segment (see `echo_under_loss`).
-        let gso = Command::new("ip")
-            .args(["-n", &t.name, "link", "set", t.get("PEER_IF")])
-            .args(["gso_max_segs", "1"])
-            .status()
-            .expect("ip link");
-        assert!(gso.success(), "gso_max_segs");
-        let cfg = ImpairConfig {
-            port: 9000,
-            udp: false,
-            drop_ppm: ppm(loss),
-            duplicate_ppm: ppm(0.005),
-            corrupt_ppm: ppm(0.005),
-            ..ImpairConfig::default()
-        };
-        let e = attach_in_netns(&t.name, t.get("PEER_IF"), true, &cfg).expect("egress");
-        let i = attach_in_netns(&t.name, t.get("PEER_IF"), false, &cfg).expect("ingress");
-        (e, i)
-    });
+    let impair = loss.map(|loss| impair_both_ways(&t, 9000, loss));
     let started = Instant::now();
-    let mut server = Command::new("ip")
-        .args(["netns", "exec", &t.name, "python3", "-c", KERNEL_SERVER_PY])
-        .args([t.get("PEER_IP"), "9000", "2000000"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("kernel server");
-    let mut out = BufReader::new(server.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "ready");
-    // Shared mode learns the peer's MAC from the kernel's neighbour table.
-    let neigh = Command::new("ip")
-        .args([
-            "neigh",
-            "replace",
-            t.get("PEER_IP"),
-            "lladdr",
-            t.get("PEER_MAC"),
-        ])
-        .args(["dev", t.get("HOST_IF"), "nud", "reachable"])
-        .status()
-        .expect("ip neigh");
-    assert!(neigh.success(), "ip neigh replace");
+    let (mut server, mut out) = t.py_server(
+        None,
+        KERNEL_SERVER_PY,
+        &[t.get("PEER_IP"), "9000", "2000000"],
+    );
+    t.add_peer_neighbor();
 
     let stop = Arc::new(AtomicBool::new(false));
     let stack = Stack::start(&StackConfig::new(t.get("HOST_IF")), stop.clone()).expect("stack");
@@ -456,21 +425,7 @@ fn stack_as_client(loss: Option<f64>) {
     let mut c = TcpStream::connect_timeout(stack.handle(), remote, Duration::from_secs(15))
         .expect("connect");
     let data: Vec<u8> = (0..(1usize << 20)).map(|i| (i % 251) as u8).collect();
-    let mut echoed = Vec::new();
-    let mut buf = vec![0u8; 65536];
-    c.set_read_timeout(Some(Duration::from_millis(1))).unwrap();
-    let mut off = 0;
-    while off < data.len() {
-        off += c.write(&data[off..(off + 65536).min(data.len())]).unwrap();
-        match c.read(&mut buf) {
-            Ok(n) => echoed.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(e) => panic!("{e}"),
-        }
-    }
-    c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    c.shutdown(Shutdown::Write).unwrap();
-    c.read_to_end(&mut echoed).unwrap();
+    let echoed = echo_through(&mut c, &data);
     assert_eq!(echoed.len(), data.len());
     assert!(echoed == data, "echo differs");
     drop(c);
@@ -488,7 +443,7 @@ fn stack_as_client(loss: Option<f64>) {
     assert!(got == want, "download differs");
     drop(c);
 
-    line.clear();
+    let mut line = String::new();
     out.read_line(&mut line).unwrap();
     assert_eq!(line.trim(), format!("echoed {}", 1 << 20));
     assert!(server.wait().unwrap().success());
@@ -496,19 +451,13 @@ fn stack_as_client(loss: Option<f64>) {
     let (reports, _) = stack.join();
     let connected: u64 = reports.iter().map(|r| r.shard.tcp.connected).sum();
     assert_eq!(connected, 2);
-    if let Some((e, i)) = impair {
-        let (e, i) = (e.counters().unwrap(), i.counters().unwrap());
+    if let Some((egress, ingress)) = impair {
+        let (e, i) = injected(&egress, &ingress);
         eprintln!(
             "stack as client, {loss:?} loss: 1 MiB echo + 2 MB download in {:?}; \
              egress {e:?}; ingress {i:?}",
             started.elapsed()
         );
-        for c in [&e, &i] {
-            assert!(
-                c.dropped > 0 && c.duplicated > 0 && c.corrupted > 0,
-                "impairment not injected: egress {e:?} ingress {i:?}"
-            );
-        }
     }
 }
 
@@ -537,17 +486,9 @@ fn two_queues_two_workers_tcp_echo() {
         ],
     );
     for cpu in ["0", "1"] {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &t.name, "taskset", "-c", cpu, "python3"])
-            .args(["-c", ECHO_PY, &host_ip, "7000", "conc", "8", "1048576"])
-            .output()
-            .expect("python");
-        let s = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success() && s.contains("ok conc 8"),
-            "{s} {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let args = [host_ip.as_str(), "7000", "conc", "8", "1048576"];
+        let out = t.py_ok_pinned(cpu, ECHO_PY, &args);
+        assert!(out.contains("ok conc 8"), "{out}");
     }
     let w = srv.stop();
     assert_eq!(w.len(), 2);

@@ -4,21 +4,13 @@
 //! `scripts/veth.sh` and fails loudly if it cannot. Counters are read from
 //! the `final counters:` block the server prints on SIGINT.
 
-use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 mod common;
-use common::{Server, Topo};
-
-fn sum(workers: &[HashMap<String, u64>], key: &str) -> u64 {
-    workers
-        .iter()
-        .map(|w| *w.get(key).unwrap_or_else(|| panic!("no {key} in {w:?}")))
-        .sum()
-}
+use common::{sum, Server, Topo};
 
 /// Sends datagrams of the given sizes, expects each echoed byte-exact from
 /// the server's address; prints "ok N".
@@ -45,6 +37,14 @@ for i, n in enumerate(sizes):
         sys.exit("no echo for %d bytes" % n)
 print("ok", ok)
 "#;
+
+/// Runs `ECHO_PY` in the peer namespace with the comma-separated `sizes`
+/// and asserts that every datagram came back.
+fn udp_echo_ok(t: &Topo, ip: &str, port: &str, sizes: &str) {
+    let out = t.py_ok(ECHO_PY, &[ip, port, sizes]);
+    let want = format!("ok {}", sizes.split(',').count());
+    assert!(out.contains(&want), "{out}");
+}
 
 /// ICMP echo with a raw socket (no ping binary needed): prints "reply"
 /// or exits non-zero.
@@ -136,8 +136,7 @@ fn shared_mode_echo_ping_and_kernel_tcp() {
     let srv = Server::start(t.get("HOST_IF"), &["--udp-echo", "7001", "--stats"]);
     assert!(srv.banner.contains("Shared"), "{}", srv.banner);
 
-    let out = t.py_ok(ECHO_PY, &[&host_ip, "7001", "1,512,1472"]);
-    assert!(out.contains("ok 3"), "{out}");
+    udp_echo_ok(&t, &host_ip, "7001", "1,512,1472");
 
     // ICMP stays with the kernel in shared mode.
     let out = t.py_ok(PING_PY, &[&host_ip]);
@@ -177,8 +176,7 @@ fn dedicated_mode_echo_ping_unreachable_and_reset() {
     assert!(srv.banner.contains("Dedicated"), "{}", srv.banner);
 
     // The kernel peer resolves the dedicated address with ARP first.
-    let out = t.py_ok(ECHO_PY, &[&ip, "7001", "1,512,1472"]);
-    assert!(out.contains("ok 3"), "{out}");
+    udp_echo_ok(&t, &ip, "7001", "1,512,1472");
     let out = t.py_ok(PING_PY, &[&ip]);
     assert!(out.contains("reply"), "{out}");
 
@@ -233,8 +231,7 @@ fn bad_checksums_and_lengths_are_dropped_and_counted() {
         }
         let srv = Server::start(t.get("HOST_IF"), &args);
         // Echo first: proves the path and (dedicated) resolves ARP.
-        let out = t.py_ok(ECHO_PY, &[&ip, "7001", "1,512,1472"]);
-        assert!(out.contains("ok 3"), "{out}");
+        udp_echo_ok(&t, &ip, "7001", "1,512,1472");
         let (peer_if, peer_mac, host_mac, peer_ip) = (
             t.get("PEER_IF"),
             t.get("PEER_MAC"),
@@ -249,8 +246,7 @@ fn bad_checksums_and_lengths_are_dropped_and_counted() {
             assert!(out.contains("sent"), "{out}");
         }
         // Still serving.
-        let out = t.py_ok(ECHO_PY, &[&ip, "7001", "1,512,1472"]);
-        assert!(out.contains("ok 3"), "{out}");
+        udp_echo_ok(&t, &ip, "7001", "1,512,1472");
         let w = srv.stop();
         assert_eq!(sum(&w, "udp_drop_bad_checksum"), 5, "{w:?}");
         assert_eq!(sum(&w, "udp_drop_bad_length"), 6, "{w:?}");
@@ -278,8 +274,7 @@ fn dedicated_mode_generic_attach_wakeup_poll() {
     );
     assert!(srv.banner.contains("generic attach"), "{}", srv.banner);
     for _ in 0..4 {
-        let out = t.py_ok(ECHO_PY, &[&ip, "7001", "1,512,1472,100,1000"]);
-        assert!(out.contains("ok 5"), "{out}");
+        udp_echo_ok(&t, &ip, "7001", "1,512,1472,100,1000");
     }
     let w = srv.stop();
     assert_eq!(sum(&w, "udp_replies"), 20, "{w:?}");
@@ -305,23 +300,9 @@ fn two_queues_two_workers_echo_everything() {
     );
     let mut total = 0;
     for cpu in ["0", "1"] {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &t.name, "taskset", "-c", cpu, "python3"])
-            .args([
-                "-c",
-                ECHO_PY,
-                &host_ip,
-                "7001",
-                "1,64,512,1472,200,300,400,500",
-            ])
-            .output()
-            .expect("python");
-        let s = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success() && s.contains("ok 8"),
-            "{s} {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let args = [host_ip.as_str(), "7001", "1,64,512,1472,200,300,400,500"];
+        let out = t.py_ok_pinned(cpu, ECHO_PY, &args);
+        assert!(out.contains("ok 8"), "{out}");
         total += 8;
     }
     let w = srv.stop();
@@ -337,12 +318,10 @@ fn restart_after_kill_9() {
     let t = Topo::new("sv", &[]);
     let host_ip = t.get("HOST_IP").to_string();
     let srv = Server::start(t.get("HOST_IF"), &["--udp-echo", "7001"]);
-    let out = t.py_ok(ECHO_PY, &[&host_ip, "7001", "64"]);
-    assert!(out.contains("ok 1"), "{out}");
+    udp_echo_ok(&t, &host_ip, "7001", "64");
     srv.kill9();
     let srv = Server::start(t.get("HOST_IF"), &["--udp-echo", "7001"]);
-    let out = t.py_ok(ECHO_PY, &[&host_ip, "7001", "1,512,1472"]);
-    assert!(out.contains("ok 3"), "{out}");
+    udp_echo_ok(&t, &host_ip, "7001", "1,512,1472");
     let w = srv.stop();
     assert_eq!(sum(&w, "udp_replies"), 3, "{w:?}");
 }
@@ -391,8 +370,7 @@ fn thread_side_udp_socket_echo() {
         }
         let port = eph_port.to_string();
         for p in ["7020", port.as_str()] {
-            let out = t.py_ok(ECHO_PY, &[&host_ip, p, "1,512,1472"]);
-            assert!(out.contains("ok 3"), "{out}");
+            udp_echo_ok(&t, &host_ip, p, "1,512,1472");
         }
         stop_echo.store(true, Ordering::Relaxed);
     });

@@ -155,6 +155,35 @@ impl TcpHandler for Client {
     }
 }
 
+/// Makes B an echo server on port 7.
+fn listen_echo(b: &mut Side) {
+    let echo = b.tcp.add_handler(Box::<TcpEcho>::default());
+    assert!(b.tcp.listen(7, echo));
+}
+
+/// Adds a [`Client`] sending `data` to A and opens `conns` connections from
+/// it to B's `port`; returns what the client records.
+fn start_clients(a: &mut Side, port: u16, data: Vec<u8>, conns: usize) -> Arc<Mutex<Record>> {
+    let rec = Arc::new(Mutex::new(Record::default()));
+    let client = a.tcp.add_handler(Box::new(Client::new(data, rec.clone())));
+    for _ in 0..conns {
+        a.tcp
+            .connect(
+                Instant::from_millis(1),
+                SocketAddrV4::new(B_IP, port),
+                client,
+                None,
+            )
+            .unwrap();
+    }
+    rec
+}
+
+/// How many connections the client has seen closed.
+fn closed(rec: &Mutex<Record>) -> usize {
+    rec.lock().unwrap().closed.len()
+}
+
 fn pattern(len: usize, seed: u64) -> Vec<u8> {
     let mut r = Rng::new(seed);
     (0..len).map(|_| r.next_u32() as u8).collect()
@@ -162,26 +191,11 @@ fn pattern(len: usize, seed: u64) -> Vec<u8> {
 
 fn echo_transfer(seed: u64, faults: FaultConfig, len: usize, conns: usize) {
     let (mut a, mut b) = sides(seed, faults);
-    let echo = b.tcp.add_handler(Box::<TcpEcho>::default());
-    assert!(b.tcp.listen(7, echo));
-    let rec = Arc::new(Mutex::new(Record::default()));
+    listen_echo(&mut b);
     let data = pattern(len, seed);
-    let client = a
-        .tcp
-        .add_handler(Box::new(Client::new(data.clone(), rec.clone())));
-    for _ in 0..conns {
-        a.tcp
-            .connect(
-                Instant::from_millis(1),
-                SocketAddrV4::new(B_IP, 7),
-                client,
-                None,
-            )
-            .unwrap();
-    }
-    let r2 = rec.clone();
+    let rec = start_clients(&mut a, 7, data.clone(), conns);
     run(&mut a, &mut b, Duration::from_secs(600), |_, b| {
-        r2.lock().unwrap().closed.len() == conns && b.tcp.connections() == 0
+        closed(&rec) == conns && b.tcp.connections() == 0
     });
     let r = rec.lock().unwrap();
     assert_eq!(r.connected as usize, conns, "seed {seed}");
@@ -238,23 +252,10 @@ fn echo_under_loss_reorder_duplication() {
 #[test]
 fn time_wait_ends_and_port_returns() {
     let (mut a, mut b) = sides(3, FaultConfig::default());
-    let echo = b.tcp.add_handler(Box::<TcpEcho>::default());
-    b.tcp.listen(7, echo);
-    let rec = Arc::new(Mutex::new(Record::default()));
-    let client = a
-        .tcp
-        .add_handler(Box::new(Client::new(b"ping".to_vec(), rec.clone())));
-    a.tcp
-        .connect(
-            Instant::from_millis(1),
-            SocketAddrV4::new(B_IP, 7),
-            client,
-            None,
-        )
-        .unwrap();
-    let r2 = rec.clone();
+    listen_echo(&mut b);
+    let rec = start_clients(&mut a, 7, b"ping".to_vec(), 1);
     run(&mut a, &mut b, Duration::from_secs(10), |_, _| {
-        r2.lock().unwrap().closed.len() == 1
+        closed(&rec) == 1
     });
     assert_eq!(rec.lock().unwrap().closed[0], None, "client in TIME-WAIT");
     assert_eq!(a.tcp.connections(), 1);
@@ -268,21 +269,9 @@ fn time_wait_ends_and_port_returns() {
 fn unmatched_segments_get_rst_and_refuse_connect() {
     let (mut a, mut b) = sides(4, FaultConfig::default());
     // No listener on B: the SYN is answered with RST, the connect fails.
-    let rec = Arc::new(Mutex::new(Record::default()));
-    let client = a
-        .tcp
-        .add_handler(Box::new(Client::new(b"x".to_vec(), rec.clone())));
-    a.tcp
-        .connect(
-            Instant::from_millis(1),
-            SocketAddrV4::new(B_IP, 9),
-            client,
-            None,
-        )
-        .unwrap();
-    let r2 = rec.clone();
+    let rec = start_clients(&mut a, 9, b"x".to_vec(), 1);
     run(&mut a, &mut b, Duration::from_secs(5), |_, _| {
-        !r2.lock().unwrap().closed.is_empty()
+        closed(&rec) > 0
     });
     assert_eq!(rec.lock().unwrap().closed, vec![Some(CloseReason::Refused)]);
     assert_eq!(b.tcp.counters().resets_sent, 1);
@@ -292,17 +281,7 @@ fn unmatched_segments_get_rst_and_refuse_connect() {
     let mut cfg = b.tcp.config().clone();
     cfg.reset_unmatched = false;
     b.tcp = ShardTcp::new(cfg, IsnKey::random(), None, Instant::ZERO);
-    let client = a
-        .tcp
-        .add_handler(Box::new(Client::new(b"x".to_vec(), rec.clone())));
-    a.tcp
-        .connect(
-            Instant::from_millis(1),
-            SocketAddrV4::new(B_IP, 9),
-            client,
-            None,
-        )
-        .unwrap();
+    start_clients(&mut a, 9, b"x".to_vec(), 1);
     run(&mut a, &mut b, Duration::from_millis(100), |_, _| false);
     assert_eq!(b.tcp.counters().resets_sent, 0);
     assert!(b.tcp.counters().dropped(TcpShardDrop::Unmatched) >= 1);
@@ -403,9 +382,8 @@ fn http_run(
     // Keep-alive: the client closes; run the close out.
     if a.tcp.connection(id).is_some() {
         a.tcp.with_conn(end, id, |c| c.close());
-        let r2 = rec.clone();
         run(&mut a, &mut b, Duration::from_secs(5), |_, b| {
-            !r2.lock().unwrap().closed.is_empty() && b.tcp.connections() == 0
+            closed(&rec) > 0 && b.tcp.connections() == 0
         });
     }
     let r = std::mem::take(&mut *rec.lock().unwrap());
@@ -456,8 +434,7 @@ fn syn_flood_beyond_the_backlog_falls_back_to_cookies() {
     let mut cfg = b.tcp.config().clone();
     cfg.syn_backlog = 8;
     b.tcp = ShardTcp::new(cfg, IsnKey::random(), None, Instant::ZERO);
-    let echo = b.tcp.add_handler(Box::<TcpEcho>::default());
-    b.tcp.listen(7, echo);
+    listen_echo(&mut b);
     // 200 SYNs from spoofed ports that never complete the handshake.
     let now = Instant::from_millis(1);
     let mut frames = Vec::new();
@@ -489,17 +466,10 @@ fn syn_flood_beyond_the_backlog_falls_back_to_cookies() {
     }
     a.link.send_batch(now, &mut frames);
     // Now a real client: it must still get through, byte-exact.
-    let rec = Arc::new(Mutex::new(Record::default()));
     let data = pattern(50_000, 21);
-    let client = a
-        .tcp
-        .add_handler(Box::new(Client::new(data.clone(), rec.clone())));
-    a.tcp
-        .connect(now, SocketAddrV4::new(B_IP, 7), client, None)
-        .unwrap();
-    let r2 = rec.clone();
+    let rec = start_clients(&mut a, 7, data.clone(), 1);
     run(&mut a, &mut b, Duration::from_secs(30), |_, _| {
-        !r2.lock().unwrap().closed.is_empty()
+        closed(&rec) > 0
     });
     let r = rec.lock().unwrap();
     assert_eq!(r.connected, 1, "the legitimate client did not connect");

@@ -54,6 +54,15 @@ fn shard() -> Shard<MemoryFrame> {
     s
 }
 
+/// A [`shard`] that started an active open to `PEER_IP` at time zero.
+fn connecting_shard() -> Shard<MemoryFrame> {
+    let mut s = shard();
+    s.tcp_mut()
+        .connect(Instant::ZERO, SocketAddrV4::new(PEER_IP, 80), 0, None)
+        .unwrap();
+    s
+}
+
 fn step(s: &mut Shard<MemoryFrame>, link: &mut MemoryLink, now: Instant) {
     let mut rx = Vec::new();
     link.recv_batch(now, &mut rx, 64);
@@ -89,11 +98,8 @@ fn received(peer: &mut MemoryLink, now: Instant) -> (usize, Vec<[u8; 6]>) {
 #[test]
 fn syn_waits_for_the_arp_reply() {
     let (mut link, mut peer) = pair(MemoryConfig::default());
-    let mut s = shard();
+    let mut s = connecting_shard();
     let mut now = Instant::ZERO;
-    s.tcp_mut()
-        .connect(now, SocketAddrV4::new(PEER_IP, 80), 0, None)
-        .unwrap();
     step(&mut s, &mut link, now);
     now += Duration::from_millis(1);
     assert_eq!(received(&mut peer, now), (1, vec![]), "ARP, no SYN yet");
@@ -140,11 +146,8 @@ fn inject_arp_reply(peer: &mut MemoryLink, now: Instant) {
 #[test]
 fn held_syns_are_dropped_and_counted_when_nobody_answers() {
     let (mut link, mut peer) = pair(MemoryConfig::default());
-    let mut s = shard();
+    let mut s = connecting_shard();
     let mut now = Instant::ZERO;
-    s.tcp_mut()
-        .connect(now, SocketAddrV4::new(PEER_IP, 80), 0, None)
-        .unwrap();
     let (mut arps, mut syns) = (0, 0);
     // 10 ms steps for 3.5 s: requests at 0, 1 and 2 s, failure at 3 s
     // (the SYN of 0 s and its retransmission of 1 s waited); the second
@@ -172,15 +175,12 @@ fn an_arp_reply_on_another_shards_queue_reaches_the_asking_shard() {
     // reply arrives on queue 0 (as a NIC puts ARP, which RSS does not hash).
     let (mut link0, mut peer0) = pair(MemoryConfig::default());
     let (mut link1, mut peer1) = pair(MemoryConfig::default());
-    let (mut s0, mut s1) = (shard(), shard());
+    let (mut s0, mut s1) = (shard(), connecting_shard());
     let to_s1: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
     let q = to_s1.clone();
     s0.set_tcp_forward(Box::new(move |f: &[u8]| q.lock().unwrap().push(f.to_vec())));
     s1.set_tcp_forward(Box::new(|_: &[u8]| {}));
     let mut now = Instant::ZERO;
-    s1.tcp_mut()
-        .connect(now, SocketAddrV4::new(PEER_IP, 80), 0, None)
-        .unwrap();
     step(&mut s1, &mut link1, now);
     now += Duration::from_millis(1);
     assert_eq!(received(&mut peer1, now), (1, vec![]));

@@ -5,9 +5,9 @@
 //! is the peer in a namespace; needs root; each test builds and removes
 //! its own uniquely named topology.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddrV4};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -44,30 +44,25 @@ fn dedicated_stack(t: &Topo, stop: &Arc<AtomicBool>) -> (Stack, Ipv4Addr) {
     (stack, ip)
 }
 
-#[test]
-fn dedicated_connect_resolves_the_peer_with_arp() {
-    let t = Topo::new("ta", &["--no-tso"]);
-    let peer: Ipv4Addr = t.get("PEER_IP").parse().unwrap();
-    let mut server = Command::new("ip")
-        .args(["netns", "exec", &t.name, "python3", "-c", ECHO_ONE_PY])
-        .args([t.get("PEER_IP"), "9000"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("kernel server");
-    let mut line = String::new();
-    BufReader::new(server.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line.trim(), "ready");
-    let stop = Arc::new(AtomicBool::new(false));
-    let (stack, ip) = dedicated_stack(&t, &stop);
-    // Neither side knows the other yet.
+/// What the peer's neighbour table holds for `ip`.
+fn peer_neighbor_entry(t: &Topo, ip: Ipv4Addr) -> String {
     let neigh = Command::new("ip")
         .args(["-n", &t.name, "neigh", "show", &ip.to_string()])
         .output()
         .unwrap();
+    String::from_utf8_lossy(&neigh.stdout).to_string()
+}
+
+#[test]
+fn dedicated_connect_resolves_the_peer_with_arp() {
+    let t = Topo::new("ta", &["--no-tso"]);
+    let peer: Ipv4Addr = t.get("PEER_IP").parse().unwrap();
+    let (mut server, _) = t.py_server(None, ECHO_ONE_PY, &[t.get("PEER_IP"), "9000"]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (stack, ip) = dedicated_stack(&t, &stop);
+    // Neither side knows the other yet.
     assert!(
-        !String::from_utf8_lossy(&neigh.stdout).contains("lladdr"),
+        !peer_neighbor_entry(&t, ip).contains("lladdr"),
         "the peer already knows {ip}"
     );
 
@@ -98,11 +93,7 @@ fn dedicated_connect_resolves_the_peer_with_arp() {
     assert_eq!(r.tcp.connected, 1);
     assert_eq!(r.shard.dropped(DropReason::Neighbor), 0, "{r:?}");
     // The peer learnt the stack's address from its request.
-    let neigh = Command::new("ip")
-        .args(["-n", &t.name, "neigh", "show", &ip.to_string()])
-        .output()
-        .unwrap();
-    let neigh = String::from_utf8_lossy(&neigh.stdout);
+    let neigh = peer_neighbor_entry(&t, ip);
     assert!(neigh.contains(t.get("HOST_MAC")), "{neigh}");
 }
 

@@ -15,9 +15,7 @@
 //!
 //! Needs root; the topology is unique per test and removed on drop.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Ipv4Addr, Shutdown, SocketAddrV4};
-use std::process::{Command, Stdio};
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,7 +26,7 @@ use xdpstack::xdp::ethtool::{read_rss, RssReadError};
 use xdpstack::xdp::AttachMode;
 
 mod common;
-use common::Topo;
+use common::{echo_through, Topo};
 
 /// A threaded kernel echo server: `ready`, then echoes every connection
 /// until the client closes.
@@ -47,27 +45,6 @@ while True:
     c, _ = l.accept()
     threading.Thread(target=serve, args=(c,), daemon=True).start()
 "#;
-
-/// Writes `data` on `c` while reading the echo, then half-closes and reads
-/// to EOF; returns what came back.
-fn echo_through(c: &mut TcpStream, data: &[u8]) -> Vec<u8> {
-    let mut back = Vec::with_capacity(data.len());
-    let mut buf = vec![0u8; 65536];
-    c.set_read_timeout(Some(Duration::from_millis(1))).unwrap();
-    let mut off = 0;
-    while off < data.len() {
-        off += c.write(&data[off..(off + 65536).min(data.len())]).unwrap();
-        match c.read(&mut buf) {
-            Ok(n) => back.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(e) => panic!("{e}"),
-        }
-    }
-    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    c.shutdown(Shutdown::Write).unwrap();
-    c.read_to_end(&mut back).unwrap();
-    back
-}
 
 #[test]
 fn active_opens_from_two_workers_on_two_queues() {
@@ -91,25 +68,9 @@ fn active_opens_from_two_workers(dedicated: bool) {
         Err(RssReadError::Os(libc::EOPNOTSUPP))
     );
     let peer: Ipv4Addr = t.get("PEER_IP").parse().unwrap();
-    let mut server = Command::new("ip")
-        .args(["netns", "exec", &t.name, "taskset", "-c", "0", "python3"])
-        .args(["-c", ECHO_SERVER_PY, t.get("PEER_IP"), "9000"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("kernel server");
-    let mut line = String::new();
-    BufReader::new(server.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line.trim(), "ready");
+    let (mut server, _) = t.py_server(Some("0"), ECHO_SERVER_PY, &[t.get("PEER_IP"), "9000"]);
     if !dedicated {
-        // Shared mode learns the peer's MAC from the kernel's table.
-        let neigh = Command::new("ip")
-            .args(["neigh", "replace", t.get("PEER_IP"), "lladdr"])
-            .args([t.get("PEER_MAC"), "dev", t.host_if(), "nud", "reachable"])
-            .status()
-            .expect("ip neigh");
-        assert!(neigh.success());
+        t.add_peer_neighbor();
     }
 
     let stop = Arc::new(AtomicBool::new(false));

@@ -131,16 +131,17 @@ fn tcp_parts() -> impl Strategy<Value = (TcpRepr<'static>, Vec<u8>)> {
         })
 }
 
-/// A buffer of `len` bytes plus canaries after it.
-fn canary_buf(len: usize) -> Vec<u8> {
-    vec![CANARY; len + 16]
-}
-
-fn assert_canaries(buf: &[u8], len: usize) {
+/// Runs `emit` on a buffer of `len` bytes plus canaries after it, checks
+/// the canaries are intact and returns the `len` bytes.
+fn emit_within(len: usize, emit: impl FnOnce(&mut [u8])) -> Vec<u8> {
+    let mut buf = vec![CANARY; len + 16];
+    emit(&mut buf);
     assert!(
         buf[len..].iter().all(|&b| b == CANARY),
         "emit wrote past buffer_len"
     );
+    buf.truncate(len);
+    buf
 }
 
 proptest! {
@@ -149,21 +150,16 @@ proptest! {
     #[test]
     fn ethernet_round_trip(repr in eth_repr()) {
         let len = repr.buffer_len();
-        let mut buf = canary_buf(len);
-        repr.emit(&mut ethernet::Packet::new_unchecked(&mut buf[..]));
-        assert_canaries(&buf, len);
-        let p = ethernet::Packet::new_checked(&buf[..len]).unwrap();
+        let buf = emit_within(len, |b| repr.emit(&mut ethernet::Packet::new_unchecked(b)));
+        let p = ethernet::Packet::new_checked(&buf[..]).unwrap();
         prop_assert_eq!(p.header_len(), len);
         prop_assert_eq!(EthernetRepr::parse(&p).unwrap(), repr);
     }
 
     #[test]
     fn arp_round_trip(repr in arp_repr()) {
-        let len = repr.buffer_len();
-        let mut buf = canary_buf(len);
-        repr.emit(&mut arp::Packet::new_unchecked(&mut buf[..]));
-        assert_canaries(&buf, len);
-        let p = arp::Packet::new_checked(&buf[..len]).unwrap();
+        let buf = emit_within(repr.buffer_len(), |b| repr.emit(&mut arp::Packet::new_unchecked(b)));
+        let p = arp::Packet::new_checked(&buf[..]).unwrap();
         prop_assert_eq!(ArpRepr::parse(&p).unwrap(), repr);
     }
 
@@ -171,7 +167,7 @@ proptest! {
     fn ipv4_round_trip(repr in ipv4_repr(1500), pad in 0usize..40) {
         let len = repr.buffer_len();
         // Header, payload and trailing Ethernet-style padding.
-        let mut buf = canary_buf(len + repr.payload_len + pad);
+        let mut buf = vec![CANARY; len + repr.payload_len + pad + 16];
         repr.emit(&mut ipv4::Packet::new_unchecked(&mut buf[..]));
         assert!(buf[len..].iter().all(|&b| b == CANARY));
         let p = ipv4::Packet::new_checked(&buf[..]).unwrap();
@@ -191,10 +187,10 @@ proptest! {
             Icmpv4Repr::EchoReply { ident, seq_no, data: &data }
         };
         let len = repr.buffer_len();
-        let mut buf = canary_buf(len);
-        repr.emit(&mut icmpv4::Packet::new_unchecked(&mut buf[..len]));
-        assert_canaries(&buf, len);
-        let p = icmpv4::Packet::new_checked(&buf[..len]).unwrap();
+        let buf = emit_within(len, |b| {
+            repr.emit(&mut icmpv4::Packet::new_unchecked(&mut b[..len]))
+        });
+        let p = icmpv4::Packet::new_checked(&buf[..]).unwrap();
         prop_assert_eq!(Icmpv4Repr::parse(&p).unwrap(), repr);
     }
 
@@ -207,10 +203,10 @@ proptest! {
         let repr = Icmpv4Repr::DstUnreachable { code, mtu, header, data: &data };
         let len = repr.buffer_len();
         prop_assert_eq!(len, 8 + 20 + data.len());
-        let mut buf = canary_buf(len);
-        repr.emit(&mut icmpv4::Packet::new_unchecked(&mut buf[..len]));
-        assert_canaries(&buf, len);
-        let p = icmpv4::Packet::new_checked(&buf[..len]).unwrap();
+        let buf = emit_within(len, |b| {
+            repr.emit(&mut icmpv4::Packet::new_unchecked(&mut b[..len]))
+        });
+        let p = icmpv4::Packet::new_checked(&buf[..]).unwrap();
         prop_assert_eq!(Icmpv4Repr::parse(&p).unwrap(), repr);
     }
 
@@ -219,10 +215,10 @@ proptest! {
                       payload in prop::collection::vec(any::<u8>(), 0..600)) {
         let repr = UdpRepr { src_port: sp, dst_port: dp, payload: &payload };
         let len = repr.buffer_len();
-        let mut buf = canary_buf(len);
-        repr.emit(&mut udp::Packet::new_unchecked(&mut buf[..len]), src, dst);
-        assert_canaries(&buf, len);
-        let p = udp::Packet::new_checked(&buf[..len]).unwrap();
+        let buf = emit_within(len, |b| {
+            repr.emit(&mut udp::Packet::new_unchecked(&mut b[..len]), src, dst)
+        });
+        let p = udp::Packet::new_checked(&buf[..]).unwrap();
         prop_assert_ne!(p.checksum(), 0, "a computed zero is sent as 0xffff");
         prop_assert_eq!(UdpRepr::parse(&p, src, dst).unwrap(), repr);
     }
@@ -230,11 +226,10 @@ proptest! {
     #[test]
     fn tcp_round_trip((repr, payload) in tcp_parts(), src in ip(), dst in ip()) {
         let repr = TcpRepr { payload: &payload, ..repr };
-        let len = repr.buffer_len();
-        let mut buf = canary_buf(len);
-        repr.emit(&mut tcp::Packet::new_unchecked(&mut buf[..]), src, dst);
-        assert_canaries(&buf, len);
-        let p = tcp::Packet::new_checked(&buf[..len]).unwrap();
+        let buf = emit_within(repr.buffer_len(), |b| {
+            repr.emit(&mut tcp::Packet::new_unchecked(b), src, dst)
+        });
+        let p = tcp::Packet::new_checked(&buf[..]).unwrap();
         prop_assert_eq!(p.header_len() as usize % 4, 0);
         prop_assert!(p.header_len() as usize <= tcp::MAX_HEADER_LEN);
         let back = TcpRepr::parse(&p, src, dst).unwrap();
@@ -255,12 +250,14 @@ proptest! {
         let repr = TcpRepr { payload: &payload, options: repr.options.fitted(), ..repr };
         let iph = Ipv4Repr { more_frags: false, frag_offset: 0, ..iph };
         let len = frame::ipv4_tcp_len(&eth, &repr);
-        let mut buf = canary_buf(len);
-        prop_assert_eq!(frame::emit_ipv4_tcp(&mut buf[..], &eth, &iph, &repr), Ok(len));
-        assert_canaries(&buf, len);
+        let mut emitted = None;
+        let mut buf = emit_within(len, |b| {
+            emitted = Some(frame::emit_ipv4_tcp(b, &eth, &iph, &repr))
+        });
+        prop_assert_eq!(emitted, Some(Ok(len)));
         prop_assert_eq!(frame::emit_ipv4_tcp(&mut buf[..len - 1], &eth, &iph, &repr),
                         Err(xdpstack::wire::WireError::Truncated));
-        match frame::parse(&buf[..len]).unwrap() {
+        match frame::parse(&buf[..]).unwrap() {
             frame::Frame::Ipv4(e, i, frame::L4::Tcp(t)) => {
                 prop_assert_eq!(e, EthernetRepr { ethertype: ethertype::IPV4, ..eth });
                 prop_assert_eq!(i, Ipv4Repr { protocol: 6, payload_len: repr.buffer_len(), ..iph });

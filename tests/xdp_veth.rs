@@ -5,28 +5,18 @@
 use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
 use std::os::fd::AsRawFd;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use xdpstack::phy::FrameBuf;
 use xdpstack::xdp::loader::{self, attach_netlink_for_test, query, AttachMode, AttachedMode};
-use xdpstack::xdp::reflector::{self, ReflectorConfig};
+use xdpstack::xdp::reflector::{self, ReflectorConfig, ReflectorReport};
 use xdpstack::xdp::{LoadError, PollMode, Proto, Steering, XdpLink, XskConfig};
 
 mod common;
-use common::Topo;
-
-fn ok(o: &Output) -> String {
-    let s = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert!(
-        o.status.success(),
-        "peer script failed: stdout {s:?} stderr {:?}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    s
-}
+use common::{stdout_ok, Topo};
 
 /// Send each argument after the first two as one UDP datagram to
 /// argv[1]:argv[2].
@@ -94,6 +84,40 @@ fn udp_of(frame: &[u8]) -> Option<(u16, &[u8])> {
     let dport = u16::from_be_bytes([udp[2], udp[3]]);
     let len = u16::from_be_bytes([udp[4], udp[5]]) as usize;
     Some((dport, udp.get(8..len)?))
+}
+
+/// Receives on `link` for up to 3 s, handing each frame's bytes to
+/// `frame`, until a batch in which `frame` said it is done.
+fn receive_until(link: &mut XdpLink, mut frame: impl FnMut(&[u8]) -> bool) {
+    let mut frames = Vec::new();
+    let mut done = false;
+    let end = Instant::now() + Duration::from_secs(3);
+    while !done && Instant::now() < end {
+        link.receive(&mut frames, 64);
+        for f in frames.drain(..) {
+            done |= frame(f.data());
+            drop(f); // back to the pool through the orphan list
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Runs the reflector with `cfg` while `clients` runs (if the reflector
+/// got ready within 10 s, else `None`), then stops it; returns what
+/// `clients` returned and the reflector's report.
+fn with_reflector<R>(
+    cfg: &ReflectorConfig,
+    clients: impl FnOnce() -> R,
+) -> (Option<R>, ReflectorReport) {
+    let stop = AtomicBool::new(false);
+    let (tx, rx) = mpsc::channel();
+    std::thread::scope(|s| {
+        let h = s.spawn(|| reflector::run_with(cfg, &stop, |m| tx.send(m).unwrap()));
+        let ready = rx.recv_timeout(Duration::from_secs(10));
+        let out = ready.ok().map(|_| clients());
+        stop.store(true, Ordering::Relaxed);
+        (out, h.join().unwrap().expect("reflector run"))
+    })
 }
 
 fn check_loader(mode: AttachMode, expect: AttachedMode) {
@@ -166,11 +190,11 @@ fn check_steering(mode: AttachMode) {
         .set_read_timeout(Some(Duration::from_secs(2)))
         .unwrap();
 
-    ok(&t.py(
+    t.py_ok(
         PY_SEND,
         &[t.host_ip(), &ours.to_string(), "steer-a", "steer-b"],
-    ));
-    ok(&t.py(PY_SEND, &[t.host_ip(), &theirs.to_string(), "kernel-c"]));
+    );
+    t.py_ok(PY_SEND, &[t.host_ip(), &theirs.to_string(), "kernel-c"]);
 
     // The kernel port still reaches the kernel.
     let mut buf = [0u8; 256];
@@ -179,23 +203,17 @@ fn check_steering(mode: AttachMode) {
         .expect("kernel port reached");
     assert_eq!(&buf[..n], b"kernel-c");
     // Ping still answered by the kernel.
-    assert!(ok(&t.py(PY_PING, &[t.host_ip()])).contains("PONG"));
+    assert!(t.py_ok(PY_PING, &[t.host_ip()]).contains("PONG"));
 
     // The steered port arrives in the XSK, payload intact.
     let mut got: Vec<Vec<u8>> = Vec::new();
-    let mut frames = Vec::new();
-    let end = Instant::now() + Duration::from_secs(3);
-    while got.len() < 2 && Instant::now() < end {
-        link.receive(&mut frames, 64);
-        for f in frames.drain(..) {
-            if let Some((dport, payload)) = udp_of(f.data()) {
-                assert_eq!(dport, ours, "only the owned port is steered");
-                got.push(payload.to_vec());
-            }
-            drop(f); // back to the pool through the orphan list
+    receive_until(&mut link, |frame| {
+        if let Some((dport, payload)) = udp_of(frame) {
+            assert_eq!(dport, ours, "only the owned port is steered");
+            got.push(payload.to_vec());
         }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+        got.len() >= 2
+    });
     assert_eq!(got, [b"steer-a".to_vec(), b"steer-b".to_vec()]);
     let c = maps.counters().unwrap();
     assert!(c.steered >= 2, "{c:?}");
@@ -208,14 +226,14 @@ fn check_steering(mode: AttachMode) {
     drop(link);
     let back = UdpSocket::bind((t.host_ip(), ours)).unwrap();
     back.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-    ok(&t.py(PY_SEND, &[t.host_ip(), &ours.to_string(), "orphaned"]));
+    t.py_ok(PY_SEND, &[t.host_ip(), &ours.to_string(), "orphaned"]);
     let (n, _) = back.recv_from(&mut buf).expect("no socket: kernel gets it");
     assert_eq!(&buf[..n], b"orphaned");
     assert!(maps.counters().unwrap().no_xsk >= 1);
 
     // Giving the port back hands it to the kernel for good.
     maps.remove_port(Proto::Udp, ours).unwrap();
-    ok(&t.py(PY_SEND, &[t.host_ip(), &ours.to_string(), "returned"]));
+    t.py_ok(PY_SEND, &[t.host_ip(), &ours.to_string(), "returned"]);
     let (n, _) = back
         .recv_from(&mut buf)
         .expect("port returned to the kernel");
@@ -240,28 +258,21 @@ fn check_reflector(mode: AttachMode, poll: PollMode) {
         poll,
         ..ReflectorConfig::new(t.host_if(), port)
     };
-    let stop = AtomicBool::new(false);
-    let (tx, rx) = mpsc::channel();
-    std::thread::scope(|s| {
-        let h = s.spawn(|| reflector::run_with(&cfg, &stop, |m| tx.send(m).unwrap()));
-        let ready = rx.recv_timeout(Duration::from_secs(10));
-        let out = ready.map(|_| {
-            t.py(
-                PY_ECHO,
-                &[t.host_ip(), &port.to_string(), "1", "512", "1472"],
-            )
-        });
-        stop.store(true, Ordering::Relaxed);
-        let stats = h.join().unwrap().expect("reflector run").total;
-        let out = ok(&out.expect("reflector ready"));
-        assert_eq!(
-            out.lines().filter(|l| l.starts_with("OK")).count(),
-            3,
-            "{out}"
-        );
-        assert!(stats.reflected >= 3, "{stats:?}");
-        assert_eq!(stats.xsk.kick_errors, 0, "{stats:?}");
+    let (out, report) = with_reflector(&cfg, || {
+        t.py(
+            PY_ECHO,
+            &[t.host_ip(), &port.to_string(), "1", "512", "1472"],
+        )
     });
+    let stats = report.total;
+    let out = stdout_ok(&out.expect("reflector ready"));
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("OK")).count(),
+        3,
+        "{out}"
+    );
+    assert!(stats.reflected >= 3, "{stats:?}");
+    assert_eq!(stats.xsk.kick_errors, 0, "{stats:?}");
     assert_eq!(
         query(loader::ifindex(t.host_if()).unwrap()).unwrap(),
         Default::default(),
@@ -284,7 +295,7 @@ fn reflector_echoes_byte_exact_wakeup_mode() {
     check_reflector(AttachMode::Generic, PollMode::Wakeup);
 }
 
-/// Receives argv[2] datagrams on argv[1]:7200 (prints READY first), then
+/// Receives argv[2] datagrams on argv[1]:7200 (prints `ready` first), then
 /// prints each payload on a line.
 const PY_SINK: &str = r#"
 import socket, sys
@@ -292,7 +303,7 @@ s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
 s.bind((sys.argv[1], 7200))
 s.settimeout(3)
-print("READY", flush=True)
+print("ready", flush=True)
 got = []
 try:
     while len(got) < int(sys.argv[2]):
@@ -322,16 +333,7 @@ fn xsk_transmits_frames_built_in_umem() {
     use xdpstack::phy::Link;
     let t = Topo::new("xdp", &[]);
     let n = 600usize;
-    let mut sink = Command::new("ip")
-        .args(["netns", "exec", &t.name, "python3", "-c", PY_SINK])
-        .args([t.get("PEER_IP"), &n.to_string()])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(sink.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "READY");
+    let (mut sink, mut out) = t.py_server(None, PY_SINK, &[t.get("PEER_IP"), &n.to_string()]);
 
     let mut link = XdpLink::open(&XskConfig::new(t.host_if(), 0), None).expect("xsk");
     let now = xdpstack::time::Instant::ZERO;
@@ -404,31 +406,16 @@ fn reflector_serves_two_queues_native() {
         queues: vec![(0, None), (1, None)],
         ..ReflectorConfig::new(t.host_if(), port)
     };
-    let stop = AtomicBool::new(false);
-    let (tx, rx) = mpsc::channel();
-    std::thread::scope(|s| {
-        let h = s.spawn(|| reflector::run_with(&cfg, &stop, |m| tx.send(m).unwrap()));
-        let ready = rx.recv_timeout(Duration::from_secs(10));
-        let outs: Vec<_> = ["0", "1"]
-            .iter()
-            .map(|cpu| {
-                ready
-                    .as_ref()
-                    .ok()
-                    .map(|_| t.py(PY_PINNED_ECHO, &[t.host_ip(), &port.to_string(), "20", cpu]))
-            })
-            .collect();
-        stop.store(true, Ordering::Relaxed);
-        let report = h.join().unwrap().expect("reflector run");
-        for o in outs {
-            let o = o.expect("reflector ready");
-            assert_eq!(ok(&o).trim(), "20", "every datagram echoed");
-        }
-        assert_eq!(report.total.reflected, 40, "{report:?}");
-        for (q, st) in &report.per_queue {
-            assert_eq!(st.reflected, 20, "queue {q}: {report:?}");
-        }
+    let (outs, report) = with_reflector(&cfg, || {
+        ["0", "1"].map(|cpu| t.py(PY_PINNED_ECHO, &[t.host_ip(), &port.to_string(), "20", cpu]))
     });
+    for o in outs.expect("reflector ready") {
+        assert_eq!(stdout_ok(&o).trim(), "20", "every datagram echoed");
+    }
+    assert_eq!(report.total.reflected, 40, "{report:?}");
+    for (q, st) in &report.per_queue {
+        assert_eq!(st.reflected, 20, "queue {q}: {report:?}");
+    }
 }
 
 #[test]
@@ -516,20 +503,12 @@ fn dedicated_address_arp_reaches_xsk() {
     // The datagram itself cannot leave the peer (no ARP answer); its ARP
     // request is what we are after.
     let _ = t.py(PY_SEND, &[&ours.to_string(), "9", "x"]);
-    assert!(ok(&t.py(PY_PING, &[t.host_ip()])).contains("PONG"));
-    let mut frames = Vec::new();
+    assert!(t.py_ok(PY_PING, &[t.host_ip()]).contains("PONG"));
     let mut seen = false;
-    let end = Instant::now() + Duration::from_secs(3);
-    while !seen && Instant::now() < end {
-        link.receive(&mut frames, 64);
-        for f in frames.drain(..) {
-            let d = f.data();
-            if d.len() >= 42 && d[12..14] == [8, 6] && d[38..42] == ours.octets() {
-                seen = true;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    receive_until(&mut link, |d| {
+        seen |= d.len() >= 42 && d[12..14] == [8, 6] && d[38..42] == ours.octets();
+        seen
+    });
     assert!(
         seen,
         "ARP request for the dedicated address reached the XSK"

@@ -460,14 +460,18 @@ fn update_interest(ep: &Epoll, idx: usize, c: &mut Conn, service: &TcpService) -
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::net::Shutdown;
     use std::process::Command;
     use std::sync::mpsc;
 
-    /// Run a server on loopback for the duration of `f`; returns its stats.
-    fn with_server(service: TcpService, f: impl FnOnce(SocketAddr)) -> KernelTcpStats {
+    /// Run a server on loopback for the duration of `f`; returns what `f`
+    /// returned and the server's stats.
+    pub(crate) fn with_server<R>(
+        service: TcpService,
+        f: impl FnOnce(SocketAddr) -> R,
+    ) -> (R, KernelTcpStats) {
         let stop = AtomicBool::new(false);
         let (tx, rx) = mpsc::channel();
         std::thread::scope(|s| {
@@ -478,11 +482,11 @@ mod tests {
             let addr = rx.recv().unwrap();
             // Stops the server even when `f` panics, so the scope can end.
             let _stop = StopOnDrop(&stop);
-            f(addr);
+            let r = f(addr);
             // Let the server see the last closes before stopping it.
             std::thread::sleep(std::time::Duration::from_millis(100));
             stop.store(true, Ordering::Relaxed);
-            h.join().unwrap().unwrap()
+            (r, h.join().unwrap().unwrap())
         })
     }
 
@@ -520,7 +524,7 @@ mod tests {
 
     #[test]
     fn echo_is_byte_exact_with_half_close_and_concurrency() {
-        let stats = with_server(TcpService::Echo, |addr| {
+        let ((), stats) = with_server(TcpService::Echo, |addr| {
             std::thread::scope(|sc| {
                 for (k, len) in [1usize, 1000, 300_000, 4 << 20].into_iter().enumerate() {
                     sc.spawn(move || {
@@ -542,7 +546,7 @@ mod tests {
 
     #[test]
     fn discard_reads_everything_and_closes_after_the_client() {
-        let stats = with_server(TcpService::Discard, |addr| {
+        let ((), stats) = with_server(TcpService::Discard, |addr| {
             let back = push_through(addr, &pattern(2 << 20, 1));
             assert!(back.is_empty());
         });
@@ -560,7 +564,7 @@ mod tests {
 
     #[test]
     fn http_pipelined_then_close() {
-        let stats = with_server(http_cfg(), |addr| {
+        let ((), stats) = with_server(http_cfg(), |addr| {
             let mut s = TcpStream::connect(addr).unwrap();
             let one = "GET / HTTP/1.1\r\nHost: t\r\n\r\n";
             let last = "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
@@ -594,47 +598,33 @@ mod tests {
         });
     }
 
+    /// Fetches `url` twice in one curl run, bodies discarded, with the
+    /// `extra` options; returns what `-w format` printed after each transfer.
+    fn curl_twice(url: &str, extra: &[&str], format: &str) -> String {
+        let out = Command::new("curl")
+            .args(["-sS", "-o", "/dev/null", "-o", "/dev/null", "-w", format])
+            .args(extra)
+            .args([url, url])
+            .output()
+            .expect("curl runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
     #[test]
     fn http_serves_curl_with_keep_alive_and_close() {
         with_server(http_cfg(), |addr| {
             let url = format!("http://{addr}/");
-            let out = Command::new("curl")
-                .args([
-                    "-sS",
-                    "-o",
-                    "/dev/null",
-                    "-o",
-                    "/dev/null",
-                    "-w",
-                    "%{http_code} %{size_download} %{num_connects}\\n",
-                ])
-                .args([&url, &url])
-                .output()
-                .expect("curl runs");
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let text = String::from_utf8(out.stdout).unwrap();
+            let w = "%{http_code} %{size_download} %{num_connects}\\n";
+            let text = curl_twice(&url, &[], w);
             // The second transfer reuses the first connection.
             assert_eq!(text, "200 1000 1\n200 1000 0\n", "{text}");
-            let out = Command::new("curl")
-                .args([
-                    "-sS",
-                    "-o",
-                    "/dev/null",
-                    "-o",
-                    "/dev/null",
-                    "-H",
-                    "Connection: close",
-                    "-w",
-                    "%{http_code} %{num_connects}\\n",
-                ])
-                .args([&url, &url])
-                .output()
-                .expect("curl runs");
-            let text = String::from_utf8(out.stdout).unwrap();
+            let w = "%{http_code} %{num_connects}\\n";
+            let text = curl_twice(&url, &["-H", "Connection: close"], w);
             assert_eq!(text, "200 1\n200 1\n", "{text}");
         });
     }

@@ -179,6 +179,18 @@ fn connect(cfg: &TcpBenchConfig) -> io::Result<TcpStream> {
     Ok(s)
 }
 
+/// `cfg.connections` connections from [`connect`], each added to `ep` with
+/// its index as the token.
+fn connect_all(cfg: &TcpBenchConfig, ep: &Epoll, interest: Interest) -> io::Result<Vec<TcpStream>> {
+    let mut conns = Vec::with_capacity(cfg.connections);
+    for i in 0..cfg.connections {
+        let s = connect(cfg)?;
+        ep.add(&s, i as u64, interest)?;
+        conns.push(s);
+    }
+    Ok(conns)
+}
+
 /// One `write`; 0 when the socket buffer is full.
 fn write_some(s: &mut TcpStream, data: &[u8]) -> io::Result<usize> {
     loop {
@@ -268,12 +280,10 @@ pub(crate) fn request(payload: usize) -> Vec<u8> {
 fn run_rr(cfg: &TcpBenchConfig) -> io::Result<Report> {
     let req = request(cfg.payload);
     let ep = Epoll::new()?;
-    let mut conns = Vec::with_capacity(cfg.connections);
-    for i in 0..cfg.connections {
-        let s = connect(cfg)?;
-        ep.add(&s, i as u64, Interest::READ)?;
-        conns.push((s, Interest::READ));
-    }
+    let mut conns: Vec<(TcpStream, Interest)> = connect_all(cfg, &ep, Interest::READ)?
+        .into_iter()
+        .map(|s| (s, Interest::READ))
+        .collect();
     let mut hist = new_histogram();
     let mut buf = vec![0u8; 64 * 1024];
     let mut events = Events::with_capacity(cfg.connections.min(1024));
@@ -289,19 +299,12 @@ fn run_rr(cfg: &TcpBenchConfig) -> io::Result<Report> {
             completed += 1;
         }
     };
+    let mut drive = |i: usize, s: &mut TcpStream, interest: &mut Interest, ex: &mut Exchange| {
+        rr_drive(&ep, i, s, interest, ex, &req, &mut buf, end, &mut record)
+    };
     for (i, (s, interest)) in conns.iter_mut().enumerate() {
         ex[i] = Exchange::new(Instant::now());
-        rr_drive(
-            &ep,
-            i,
-            s,
-            interest,
-            &mut ex[i],
-            &req,
-            &mut buf,
-            end,
-            &mut record,
-        )?;
+        drive(i, s, interest, &mut ex[i])?;
     }
     loop {
         let n = ep.wait(&mut events, wait_ms(cfg))?;
@@ -311,17 +314,7 @@ fn run_rr(cfg: &TcpBenchConfig) -> io::Result<Report> {
         for k in 0..n {
             let i = events.get(k).token as usize;
             let (s, interest) = &mut conns[i];
-            rr_drive(
-                &ep,
-                i,
-                s,
-                interest,
-                &mut ex[i],
-                &req,
-                &mut buf,
-                end,
-                &mut record,
-            )?;
+            drive(i, s, interest, &mut ex[i])?;
         }
     }
     if completed == 0 {
@@ -427,22 +420,25 @@ fn run_crr(cfg: &TcpBenchConfig) -> io::Result<Report> {
             false
         }
     };
+    let mut drive = |i: usize, slot: &mut CrrSlot| {
+        crr_drive(
+            cfg,
+            &ep,
+            i,
+            slot,
+            &req,
+            &mut buf,
+            end,
+            &mut tally,
+            &mut record,
+        )
+    };
     loop {
         // Slots without a connection (at the start, or after a failed
         // connect) open one here.
         for (i, slot) in slots.iter_mut().enumerate() {
             if slot.stream.is_none() {
-                crr_drive(
-                    cfg,
-                    &ep,
-                    i,
-                    slot,
-                    &req,
-                    &mut buf,
-                    end,
-                    &mut tally,
-                    &mut record,
-                );
+                drive(i, slot);
             }
         }
         let n = ep.wait(&mut events, wait_ms(cfg))?;
@@ -451,17 +447,7 @@ fn run_crr(cfg: &TcpBenchConfig) -> io::Result<Report> {
         }
         for k in 0..n {
             let i = events.get(k).token as usize;
-            crr_drive(
-                cfg,
-                &ep,
-                i,
-                &mut slots[i],
-                &req,
-                &mut buf,
-                end,
-                &mut tally,
-                &mut record,
-            );
+            drive(i, &mut slots[i]);
         }
     }
     for slot in &mut slots {
@@ -587,12 +573,7 @@ fn crr_close(ep: &Epoll, slot: &mut CrrSlot, how: CrrClose) {
 fn run_stream(cfg: &TcpBenchConfig) -> io::Result<Report> {
     let chunk = request(cfg.payload);
     let ep = Epoll::new()?;
-    let mut conns = Vec::with_capacity(cfg.connections);
-    for i in 0..cfg.connections {
-        let s = connect(cfg)?;
-        ep.add(&s, i as u64, Interest::BOTH)?;
-        conns.push(s);
-    }
+    let mut conns = connect_all(cfg, &ep, Interest::BOTH)?;
     let mut written = vec![0u64; conns.len()];
     let mut buf = vec![0u8; 64 * 1024];
     let mut events = Events::with_capacity(cfg.connections.min(1024));
@@ -636,15 +617,21 @@ fn run_stream(cfg: &TcpBenchConfig) -> io::Result<Report> {
         }
     }
     let stop = Instant::now();
-    let (base_bytes, base_at) = base.ok_or_else(|| no_progress(cfg))?;
     let total = acked(&conns, &written)?;
-    let mut r = Report::from_histogram(
-        TcpBenchKind::Stream.name(),
-        &new_histogram(),
-        stop.duration_since(base_at),
-        0,
-        0,
-    );
+    bytes_report(cfg, TcpBenchKind::Stream.name(), base, total, stop)
+}
+
+/// The report of a stream run: the bytes counted from `base` (the count
+/// and time when measuring began) to `total` at `stop`.
+fn bytes_report(
+    cfg: &TcpBenchConfig,
+    kind: &str,
+    base: Option<(u64, Instant)>,
+    total: u64,
+    stop: Instant,
+) -> io::Result<Report> {
+    let (base_bytes, base_at) = base.ok_or_else(|| no_progress(cfg))?;
+    let mut r = Report::from_histogram(kind, &new_histogram(), stop.duration_since(base_at), 0, 0);
     r.bytes = total.saturating_sub(base_bytes);
     if r.bytes == 0 {
         return Err(no_progress(cfg));
@@ -657,12 +644,7 @@ pub const DOWNLOAD_KIND: &str = "tcp-stream-download";
 
 fn run_download(cfg: &TcpBenchConfig) -> io::Result<Report> {
     let ep = Epoll::new()?;
-    let mut conns = Vec::with_capacity(cfg.connections);
-    for i in 0..cfg.connections {
-        let s = connect(cfg)?;
-        ep.add(&s, i as u64, Interest::READ)?;
-        conns.push(s);
-    }
+    let mut conns = connect_all(cfg, &ep, Interest::READ)?;
     let mut received = vec![0u64; conns.len()];
     let mut open = conns.len();
     let mut buf = vec![0u8; 256 * 1024];
@@ -718,19 +700,7 @@ fn run_download(cfg: &TcpBenchConfig) -> io::Result<Report> {
         }
     }
     let stop = Instant::now();
-    let (base_bytes, base_at) = base.ok_or_else(|| no_progress(cfg))?;
-    let mut r = Report::from_histogram(
-        DOWNLOAD_KIND,
-        &new_histogram(),
-        stop.duration_since(base_at),
-        0,
-        0,
-    );
-    r.bytes = received.iter().sum::<u64>().saturating_sub(base_bytes);
-    if r.bytes == 0 {
-        return Err(no_progress(cfg));
-    }
-    Ok(r)
+    bytes_report(cfg, DOWNLOAD_KIND, base, received.iter().sum(), stop)
 }
 
 /// Bytes the receivers acknowledged so far, over all connections.
@@ -774,37 +744,18 @@ mod tests {
 #[cfg(test)]
 mod against_kernel_server {
     use super::*;
-    use crate::baseline::kernel_tcp::{run_with, KernelTcpConfig, KernelTcpStats, TcpService};
+    use crate::baseline::kernel_tcp::tests::with_server;
+    use crate::baseline::kernel_tcp::{KernelTcpStats, TcpService};
     use std::net::SocketAddr;
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::mpsc;
 
+    /// A kernel TCP server on loopback for the duration of `f`.
     fn bench<R>(service: TcpService, f: impl FnOnce(SocketAddrV4) -> R) -> (R, KernelTcpStats) {
-        let stop = AtomicBool::new(false);
-        let (tx, rx) = mpsc::channel();
-        std::thread::scope(|s| {
-            let h = s.spawn(|| {
-                let cfg = KernelTcpConfig::new("127.0.0.1:0".parse().unwrap(), service);
-                run_with(&cfg, &stop, |a| tx.send(a).unwrap())
-            });
-            let SocketAddr::V4(addr) = rx.recv().unwrap() else {
+        with_server(service, |addr| {
+            let SocketAddr::V4(addr) = addr else {
                 unreachable!()
             };
-            // Stops the server even when `f` panics, so the scope can end.
-            let _stop = StopOnDrop(&stop);
-            let r = f(addr);
-            std::thread::sleep(Duration::from_millis(100));
-            stop.store(true, Ordering::Relaxed);
-            (r, h.join().unwrap().unwrap())
+            f(addr)
         })
-    }
-
-    struct StopOnDrop<'a>(&'a AtomicBool);
-
-    impl Drop for StopOnDrop<'_> {
-        fn drop(&mut self) {
-            self.0.store(true, Ordering::Relaxed);
-        }
     }
 
     fn cfg(kind: TcpBenchKind, target: SocketAddrV4, connections: usize) -> TcpBenchConfig {

@@ -266,19 +266,7 @@ fn parse_quoted(b: &[u8]) -> Result<(Ipv4Repr, &[u8]), WireError> {
     if total < hl {
         return Err(WireError::BadLength);
     }
-    let header = Ipv4Repr {
-        src_addr: p.src_addr(),
-        dst_addr: p.dst_addr(),
-        protocol: p.protocol(),
-        payload_len: total - hl,
-        hop_limit: p.hop_limit(),
-        ident: p.ident(),
-        dont_frag: p.dont_frag(),
-        more_frags: p.more_frags(),
-        frag_offset: p.frag_offset(),
-        dscp: p.dscp(),
-        ecn: p.ecn(),
-    };
+    let header = Ipv4Repr::from_header(&p);
     let rest = &b[hl..];
     let n = rest.len().min(QUOTED_DATA_LEN).min(total - hl);
     Ok((header, &rest[..n]))

@@ -312,7 +312,14 @@ impl Ipv4Repr {
         if verify && !p.verify_checksum() {
             return Err(WireError::BadChecksum);
         }
-        Ok(Ipv4Repr {
+        Ok(Self::from_header(p))
+    }
+
+    /// The header's fields as they stand. The caller has checked that the
+    /// header is present and the total length is at least the header
+    /// length; the payload need not be.
+    pub(super) fn from_header<T: AsRef<[u8]>>(p: &Packet<T>) -> Ipv4Repr {
+        Ipv4Repr {
             src_addr: p.src_addr(),
             dst_addr: p.dst_addr(),
             protocol: p.protocol(),
@@ -324,7 +331,7 @@ impl Ipv4Repr {
             frag_offset: p.frag_offset(),
             dscp: p.dscp(),
             ecn: p.ecn(),
-        })
+        }
     }
 
     pub const fn is_fragment(&self) -> bool {

@@ -1,13 +1,15 @@
 //! The veth topology the veth integration tests share: one pair made by
 //! `scripts/veth.sh`, the host side here and the Linux kernel as the peer in
 //! a uniquely named network namespace, removed on drop (also when the test
-//! fails), and a running `xdpstack serve`. Creating the topology needs root;
-//! a test that cannot create it fails.
+//! fails), python3 scripts run there, a running `xdpstack serve`, and an
+//! echo exchange over the stack's thread-side TCP stream. Creating the
+//! topology needs root; a test that cannot create it fails.
 #![allow(dead_code)] // each test binary uses a different part
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Output, Stdio};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::Shutdown;
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -72,27 +74,89 @@ impl Topo {
         format!("{net}.77")
     }
 
+    /// `python3 -c script args` in the peer namespace, pinned to the CPUs
+    /// `cpus` (`taskset -c`) if given.
+    fn py_command(&self, cpus: Option<&str>, script: &str, args: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name]);
+        if let Some(cpus) = cpus {
+            c.args(["taskset", "-c", cpus]);
+        }
+        c.args(["python3", "-c", script]).args(args);
+        c
+    }
+
     /// Runs a python3 script in the peer namespace with `args`.
     pub fn py(&self, script: &str, args: &[&str]) -> Output {
-        Command::new("ip")
-            .args(["netns", "exec", &self.name, "python3", "-c", script])
-            .args(args)
+        self.py_command(None, script, args)
             .output()
             .expect("run python3 in the namespace")
     }
 
     /// Like `py`, and fails the test if the script fails; returns stdout.
     pub fn py_ok(&self, script: &str, args: &[&str]) -> String {
-        let out = self.py(script, args);
-        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-        assert!(
-            out.status.success(),
-            "python failed: {}\n{}",
-            stdout,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        stdout
+        stdout_ok(&self.py(script, args))
     }
+
+    /// Like `py_ok`, with the script pinned to the CPUs `cpus`.
+    pub fn py_ok_pinned(&self, cpus: &str, script: &str, args: &[&str]) -> String {
+        let out = self
+            .py_command(Some(cpus), script, args)
+            .output()
+            .expect("run python3 in the namespace");
+        stdout_ok(&out)
+    }
+
+    /// Starts a python3 server script in the peer namespace (pinned to the
+    /// CPUs `cpus` if given) and waits for the `ready` line it prints once
+    /// listening; returns the process and the rest of its stdout.
+    pub fn py_server(
+        &self,
+        cpus: Option<&str>,
+        script: &str,
+        args: &[&str],
+    ) -> (Child, BufReader<ChildStdout>) {
+        let mut child = self
+            .py_command(cpus, script, args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start python3 in the namespace");
+        let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        out.read_line(&mut line).expect("read the ready line");
+        assert_eq!(line.trim(), "ready");
+        (child, out)
+    }
+
+    /// Puts the peer's MAC in the host's neighbour table, where shared mode
+    /// learns it.
+    pub fn add_peer_neighbor(&self) {
+        let neigh = Command::new("ip")
+            .args(["neigh", "replace", self.get("PEER_IP"), "lladdr"])
+            .args([
+                self.get("PEER_MAC"),
+                "dev",
+                self.host_if(),
+                "nud",
+                "reachable",
+            ])
+            .status()
+            .expect("ip neigh");
+        assert!(neigh.success(), "ip neigh replace");
+    }
+}
+
+/// The stdout of a finished peer script; fails the test if the script
+/// failed.
+pub fn stdout_ok(out: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "python failed: {}\n{}",
+        stdout,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
 }
 
 impl Drop for Topo {
@@ -101,6 +165,35 @@ impl Drop for Topo {
             .args([SCRIPT, "destroy", &self.name])
             .status();
     }
+}
+
+/// The counter `key` summed over the workers' final counters.
+pub fn sum(workers: &[HashMap<String, u64>], key: &str) -> u64 {
+    workers
+        .iter()
+        .map(|w| *w.get(key).unwrap_or_else(|| panic!("no {key} in {w:?}")))
+        .sum()
+}
+
+/// Writes `data` on the stack's stream `c` while reading the echo, then
+/// half-closes and reads to EOF (30 s at most); returns what came back.
+pub fn echo_through(c: &mut xdpstack::api::tcp::TcpStream, data: &[u8]) -> Vec<u8> {
+    let mut back = Vec::with_capacity(data.len());
+    let mut buf = vec![0u8; 65536];
+    c.set_read_timeout(Some(Duration::from_millis(1))).unwrap();
+    let mut off = 0;
+    while off < data.len() {
+        off += c.write(&data[off..(off + 65536).min(data.len())]).unwrap();
+        match c.read(&mut buf) {
+            Ok(n) => back.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    c.shutdown(Shutdown::Write).unwrap();
+    c.read_to_end(&mut back).unwrap();
+    back
 }
 
 /// A running `xdpstack serve`, killed on drop.
