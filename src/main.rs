@@ -246,6 +246,10 @@ struct BenchTcpArgs {
     /// 262144 when not given.
     #[arg(long = "tcp-recv-buffer", value_name = "BYTES", value_parser = parse_recv_buffer)]
     tcp_recv_buffer: Option<usize>,
+    /// Print the xdpstack client's worker counters (retransmissions, RTOs,
+    /// drops, ring statistics) to stderr at the end.
+    #[arg(long)]
+    stats: bool,
 }
 
 #[derive(Copy, Clone, Debug, ValueEnum, PartialEq, Eq)]
@@ -570,6 +574,9 @@ fn bench_tcp(kind: TcpBenchKind, a: BenchTcpArgs) -> Result<(), String> {
     if a.tcp_recv_buffer.is_some() && a.client != ClientArg::Xdpstack {
         return Err("--tcp-recv-buffer is for --client xdpstack".into());
     }
+    if a.stats && a.client != ClientArg::Xdpstack {
+        return Err("--stats is for --client xdpstack".into());
+    }
     let mut report = match a.client {
         ClientArg::Kernel => run_kernel_client(&cfg).map_err(|e| e.to_string())?,
         ClientArg::Xdpstack => {
@@ -586,6 +593,7 @@ fn bench_tcp(kind: TcpBenchKind, a: BenchTcpArgs) -> Result<(), String> {
                 recv_buffer: a
                     .tcp_recv_buffer
                     .unwrap_or(xdpstack::tcp::DEFAULT_RECV_BUFFER),
+                stats: a.stats,
             };
             let stop = stop_flag()?;
             xdpstack::loadgen::tcp_xdp::run(&xcfg, &stop).map_err(|e| e.to_string())?
@@ -799,5 +807,19 @@ mod tests {
         assert_eq!(b.tcp_recv_buffer, Some(1 << 20));
         let e = bench_tcp(TcpBenchKind::Stream, b).unwrap_err();
         assert!(e.contains("--client xdpstack"), "{e}");
+        let Cli::Bench(BenchCmd::TcpRr(b)) = Cli::try_parse_from([
+            "xdpstack",
+            "bench",
+            "tcp-rr",
+            "--target",
+            "127.0.0.1:9",
+            "--stats",
+        ])
+        .unwrap() else {
+            panic!("not tcp-rr");
+        };
+        assert!(b.stats);
+        let e = bench_tcp(TcpBenchKind::Rr, b).unwrap_err();
+        assert!(e.contains("--stats is for --client xdpstack"), "{e}");
     }
 }

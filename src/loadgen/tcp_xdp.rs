@@ -82,6 +82,8 @@ pub struct TcpXdpConfig {
     pub poll: PollMode,
     /// Receive buffer of every connection, bytes.
     pub recv_buffer: usize,
+    /// Print the worker's final counters to stderr.
+    pub stats: bool,
 }
 
 /// The letter pattern of [`request`] repeats every this many bytes.
@@ -861,7 +863,10 @@ pub fn run(cfg: &TcpXdpConfig, stop: &AtomicBool) -> io::Result<Report> {
                 std::thread::sleep(Duration::from_millis(20));
             }
         });
-        run_loop(&lc, &mut link, &mut shard, &commands, done, None);
+        let counters = run_loop(&lc, &mut link, &mut shard, &commands, done, None);
+        if cfg.stats {
+            eprintln!("xdpstack client {counters}");
+        }
     });
     let outcome = handle.out.lock().unwrap_or_else(|e| e.into_inner()).take();
     if let Some(o) = &outcome {
