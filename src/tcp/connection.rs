@@ -141,6 +141,8 @@ pub struct Connection {
     pub(super) keepalive_pending: bool,
     /// Consecutive retransmission timeouts.
     pub(super) retries: u32,
+    /// Zero-window probes sent since the peer last updated the window.
+    pub(super) probes_unanswered: u32,
     pub(super) persist_backoff: u32,
     pub(super) keepalive_sent: u32,
     /// Duplicate ACK count (RFC 5681 §3.2).
@@ -230,6 +232,7 @@ impl Connection {
             force_send: false,
             keepalive_pending: false,
             retries: 0,
+            probes_unanswered: 0,
             persist_backoff: 0,
             keepalive_sent: 0,
             dup_acks: 0,

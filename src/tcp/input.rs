@@ -414,6 +414,7 @@ impl Connection {
             t.max_snd_wnd = t.max_snd_wnd.max(window);
             t.snd_wl1 = seg.seq_number;
             t.snd_wl2 = ack;
+            self.probes_unanswered = 0;
             if window > 0 {
                 self.timers.clear(TimerKind::Persist);
                 self.persist_backoff = 0;

@@ -68,6 +68,14 @@ impl Connection {
         }
         if self.timers.take_expired(TimerKind::Persist, now) {
             if self.tcb.snd_wnd == 0 {
+                // RFC 9293 §3.8.6.1: a zero window may last as long as the
+                // peer acknowledges the probes; one that answers none of
+                // R2's worth is gone (as Linux's tcp_probe_timer).
+                if self.probes_unanswered >= self.cfg.data_retries {
+                    self.close_with(now, CloseReason::TimedOut);
+                    return;
+                }
+                self.probes_unanswered += 1;
                 self.probe_pending = true;
             } else {
                 // The SWS override timeout (RFC 9293 §3.8.6.2.1).
