@@ -36,12 +36,13 @@
 //!   mode the steering program sends the whole ephemeral range to the
 //!   stack, so an open needs no map update.)
 //! - TIME-WAIT reuse (as Linux's `tcp_tw_reuse`): when the slice has no
-//!   free port or the table is full, the oldest TIME-WAIT connection of this shard that was
-//!   actively opened, negotiated timestamps and has waited at least
-//!   [`TW_REUSE_DELAY`] ends early and its port is allocated again. The
-//!   peer accepts the new SYN because its timestamp is newer than any the
-//!   old incarnation sent (RFC 6191 §2, RFC 7323 §5: the same 4-tuple keeps
-//!   its TSval offset, and the clock has moved on by the delay); for the
+//!   free port or the table is full, the oldest TIME-WAIT connection of
+//!   this shard that was actively opened, negotiated timestamps and has
+//!   waited at least [`TW_REUSE_DELAY`] ends early and its port is
+//!   allocated again. The peer accepts the new SYN because its timestamp
+//!   is newer than any the old incarnation sent (RFC 6191 §2, RFC 7323 §5:
+//!   the same 4-tuple keeps its TSval offset, and the clock has moved on by
+//!   the delay); for the
 //!   same 4-tuple the ISS also lies beyond the old incarnation's sequence
 //!   space ([`Connection::connect_after`]). The connections eligible wait
 //!   in a FIFO in TIME-WAIT order (stale entries are skipped by
