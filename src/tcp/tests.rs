@@ -39,6 +39,9 @@ const SEND_TEMPL: TcpRepr<'static> = TcpRepr {
     payload: &[],
 };
 
+/// SEG.ACK of a segment without the ACK bit: zero on the wire.
+const NO_ACK: SeqNumber = SeqNumber(0);
+
 /// What the connection sends.
 const RECV_TEMPL: TcpRepr<'static> = TcpRepr {
     src_port: 80,
@@ -170,10 +173,8 @@ fn socket_syn_sent() -> Connection {
     recv!(
         c,
         [TcpRepr {
-            flags: flags(SYN),
-            seq_number: LOCAL_SEQ,
             options: OPTS_MSS,
-            ..RECV_TEMPL
+            ..ours(SYN, LOCAL_SEQ, NO_ACK)
         }]
     );
     assert_eq!(c.state(), State::SynSent);
@@ -181,11 +182,7 @@ fn socket_syn_sent() -> Connection {
 }
 
 fn syn_from_peer() -> TcpRepr<'static> {
-    TcpRepr {
-        flags: flags(SYN),
-        seq_number: REMOTE_SEQ,
-        ..SEND_TEMPL
-    }
+    peer(SYN, REMOTE_SEQ, NO_ACK)
 }
 
 fn socket_syn_received_with(cfg: Config, syn: &TcpRepr<'_>) -> Connection {
@@ -199,11 +196,8 @@ fn socket_syn_received() -> Connection {
     recv!(
         c,
         [TcpRepr {
-            flags: flags(SYN | ACK),
-            seq_number: LOCAL_SEQ,
-            ack_number: REMOTE_SEQ + 1,
             options: OPTS_MSS,
-            ..RECV_TEMPL
+            ..ours(SYN | ACK, LOCAL_SEQ, REMOTE_SEQ + 1)
         }]
     );
     assert_eq!(c.state(), State::SynReceived);
@@ -212,15 +206,7 @@ fn socket_syn_received() -> Connection {
 
 fn socket_established() -> Connection {
     let mut c = socket_syn_received();
-    send!(
-        c,
-        TcpRepr {
-            flags: flags(ACK),
-            seq_number: REMOTE_SEQ + 1,
-            ack_number: LOCAL_SEQ + 1,
-            ..SEND_TEMPL
-        }
-    );
+    send!(c, peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1));
     assert_eq!(c.state(), State::Established);
     recv_nothing!(c);
     fresh_rtt(&mut c);
@@ -236,154 +222,86 @@ fn fresh_rtt(c: &mut Connection) {
 fn socket_fin_wait_1() -> Connection {
     let mut c = socket_established();
     c.shutdown_write(t(0));
-    recv!(
-        c,
-        [TcpRepr {
-            flags: flags(FIN | ACK),
-            seq_number: LOCAL_SEQ + 1,
-            ack_number: REMOTE_SEQ + 1,
-            ..RECV_TEMPL
-        }]
-    );
+    recv!(c, [ours(FIN | ACK, LOCAL_SEQ + 1, REMOTE_SEQ + 1)]);
     assert_eq!(c.state(), State::FinWait1);
     c
 }
 
 fn socket_fin_wait_2() -> Connection {
     let mut c = socket_fin_wait_1();
-    send!(
-        c,
-        TcpRepr {
-            flags: flags(ACK),
-            seq_number: REMOTE_SEQ + 1,
-            ack_number: LOCAL_SEQ + 2,
-            ..SEND_TEMPL
-        }
-    );
+    send!(c, peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 2));
     assert_eq!(c.state(), State::FinWait2);
     c
 }
 
 fn socket_closing() -> Connection {
     let mut c = socket_fin_wait_1();
-    send!(
-        c,
-        TcpRepr {
-            flags: flags(FIN | ACK),
-            seq_number: REMOTE_SEQ + 1,
-            ack_number: LOCAL_SEQ + 1,
-            ..SEND_TEMPL
-        }
-    );
+    send!(c, peer(FIN | ACK, REMOTE_SEQ + 1, LOCAL_SEQ + 1));
     assert_eq!(c.state(), State::Closing);
-    recv!(
-        c,
-        [TcpRepr {
-            flags: flags(ACK),
-            seq_number: LOCAL_SEQ + 2,
-            ack_number: REMOTE_SEQ + 2,
-            ..RECV_TEMPL
-        }]
-    );
+    recv!(c, [our_ack(LOCAL_SEQ + 2, REMOTE_SEQ + 2)]);
     c
 }
 
 fn socket_time_wait() -> Connection {
     let mut c = socket_fin_wait_2();
-    send!(
-        c,
-        TcpRepr {
-            flags: flags(FIN | ACK),
-            seq_number: REMOTE_SEQ + 1,
-            ack_number: LOCAL_SEQ + 2,
-            ..SEND_TEMPL
-        }
-    );
+    send!(c, peer(FIN | ACK, REMOTE_SEQ + 1, LOCAL_SEQ + 2));
     assert_eq!(c.state(), State::TimeWait);
-    recv!(
-        c,
-        [TcpRepr {
-            flags: flags(ACK),
-            seq_number: LOCAL_SEQ + 2,
-            ack_number: REMOTE_SEQ + 2,
-            ..RECV_TEMPL
-        }]
-    );
+    recv!(c, [our_ack(LOCAL_SEQ + 2, REMOTE_SEQ + 2)]);
     c
 }
 
 fn socket_close_wait() -> Connection {
     let mut c = socket_established();
-    send!(
-        c,
-        TcpRepr {
-            flags: flags(FIN | ACK),
-            seq_number: REMOTE_SEQ + 1,
-            ack_number: LOCAL_SEQ + 1,
-            ..SEND_TEMPL
-        }
-    );
+    send!(c, peer(FIN | ACK, REMOTE_SEQ + 1, LOCAL_SEQ + 1));
     assert_eq!(c.state(), State::CloseWait);
-    recv!(
-        c,
-        [TcpRepr {
-            flags: flags(ACK),
-            seq_number: LOCAL_SEQ + 1,
-            ack_number: REMOTE_SEQ + 2,
-            ..RECV_TEMPL
-        }]
-    );
+    recv!(c, [our_ack(LOCAL_SEQ + 1, REMOTE_SEQ + 2)]);
     c
 }
 
 fn socket_last_ack() -> Connection {
     let mut c = socket_close_wait();
     c.shutdown_write(t(0));
-    recv!(
-        c,
-        [TcpRepr {
-            flags: flags(FIN | ACK),
-            seq_number: LOCAL_SEQ + 1,
-            ack_number: REMOTE_SEQ + 2,
-            ..RECV_TEMPL
-        }]
-    );
+    recv!(c, [ours(FIN | ACK, LOCAL_SEQ + 1, REMOTE_SEQ + 2)]);
     assert_eq!(c.state(), State::LastAck);
     c
 }
 
 fn socket_closed() -> Connection {
     let mut c = socket_established();
-    send!(
-        c,
-        TcpRepr {
-            flags: flags(RST),
-            seq_number: REMOTE_SEQ + 1,
-            ..SEND_TEMPL
-        }
-    );
+    send!(c, peer(RST, REMOTE_SEQ + 1, NO_ACK));
     assert_eq!(c.state(), State::Closed);
     assert_eq!(c.close_reason(), Some(CloseReason::Reset));
     c
 }
 
-/// A pure ACK from the peer at its current position.
-fn peer_ack(seq: SeqNumber, ack: SeqNumber) -> TcpRepr<'static> {
+/// A segment from the peer with these control bits, SEG.SEQ and SEG.ACK
+/// (RFC 9293 §3.1); every other field from `SEND_TEMPL`.
+fn peer(f: u8, seq: SeqNumber, ack: SeqNumber) -> TcpRepr<'static> {
     TcpRepr {
-        flags: flags(ACK),
+        flags: flags(f),
         seq_number: seq,
         ack_number: ack,
         ..SEND_TEMPL
     }
 }
 
-fn our_ack(seq: SeqNumber, ack: SeqNumber) -> TcpRepr<'static> {
+/// A segment the connection sends; every other field from `RECV_TEMPL`.
+fn ours(f: u8, seq: SeqNumber, ack: SeqNumber) -> TcpRepr<'static> {
     TcpRepr {
-        flags: flags(ACK),
+        flags: flags(f),
         seq_number: seq,
         ack_number: ack,
         ..RECV_TEMPL
     }
+}
+
+/// A pure ACK from the peer at its current position.
+fn peer_ack(seq: SeqNumber, ack: SeqNumber) -> TcpRepr<'static> {
+    peer(ACK, seq, ack)
+}
+
+fn our_ack(seq: SeqNumber, ack: SeqNumber) -> TcpRepr<'static> {
+    ours(ACK, seq, ack)
 }
 
 // ---- CLOSED ----
@@ -394,31 +312,22 @@ fn closed_answers_with_rst() {
     send!(
         c,
         TcpRepr {
-            flags: flags(ACK),
-            seq_number: REMOTE_SEQ + 1,
-            ack_number: LOCAL_SEQ + 1,
             payload: b"abc",
-            ..SEND_TEMPL
+            ..peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1)
         },
         Err(DropReason::Closed)
     );
     recv!(
         c,
         [TcpRepr {
-            flags: flags(RST),
-            seq_number: LOCAL_SEQ + 1,
             window: 0,
-            ..RECV_TEMPL
+            ..ours(RST, LOCAL_SEQ + 1, NO_ACK)
         }]
     );
     // Never answer an RST.
     send!(
         c,
-        TcpRepr {
-            flags: flags(RST),
-            seq_number: REMOTE_SEQ + 1,
-            ..SEND_TEMPL
-        },
+        peer(RST, REMOTE_SEQ + 1, NO_ACK),
         Err(DropReason::Closed)
     );
     recv_nothing!(c);
@@ -428,28 +337,18 @@ fn closed_answers_with_rst() {
 #[test]
 fn rst_for_unmatched_segments() {
     // With ACK: <SEQ=SEG.ACK><CTL=RST>.
-    let r = rst_for_unmatched(&TcpRepr {
-        flags: flags(ACK),
-        seq_number: REMOTE_SEQ,
-        ack_number: LOCAL_SEQ,
-        ..SEND_TEMPL
-    })
-    .unwrap();
+    let r = rst_for_unmatched(&peer_ack(REMOTE_SEQ, LOCAL_SEQ)).unwrap();
     assert_eq!(
         r,
         TcpRepr {
-            flags: flags(RST),
-            seq_number: LOCAL_SEQ,
             window: 0,
-            ..RECV_TEMPL
+            ..ours(RST, LOCAL_SEQ, NO_ACK)
         }
     );
     // Without ACK: <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>; SYN and FIN count.
     let r = rst_for_unmatched(&TcpRepr {
-        flags: flags(SYN | FIN),
-        seq_number: REMOTE_SEQ,
         payload: b"abcd",
-        ..SEND_TEMPL
+        ..peer(SYN | FIN, REMOTE_SEQ, NO_ACK)
     })
     .unwrap();
     assert_eq!(r.flags, flags(RST | ACK));
@@ -506,11 +405,7 @@ fn listen_syn_makes_syn_received_and_ack_completes() {
 #[test]
 fn listen_rst_ignored_ack_answered_with_rst() {
     let mut l = listener(4, 4);
-    let rst = TcpRepr {
-        flags: flags(RST),
-        seq_number: REMOTE_SEQ,
-        ..SEND_TEMPL
-    };
+    let rst = peer(RST, REMOTE_SEQ, NO_ACK);
     assert_eq!(
         l.on_segment(t(0), REMOTE, &rst),
         Err(DropReason::ListenNotSyn)
@@ -667,11 +562,8 @@ fn listen_retransmits_syn_ack_then_gives_up() {
 fn syn_sent_syn_ack_establishes() {
     let mut c = socket_syn_sent();
     send!(c, time 10, TcpRepr {
-        flags: flags(SYN | ACK),
-        seq_number: REMOTE_SEQ,
-        ack_number: LOCAL_SEQ + 1,
         options: TcpOptions { mss: Some(1000), ..OPTS_NONE },
-        ..SEND_TEMPL
+        ..peer(SYN | ACK, REMOTE_SEQ, LOCAL_SEQ + 1)
     });
     assert_eq!(c.state(), State::Established);
     assert_eq!(c.eff_mss(), 1000);
@@ -688,22 +580,14 @@ fn syn_sent_syn_is_simultaneous_open() {
     recv!(
         c,
         [TcpRepr {
-            flags: flags(SYN | ACK),
-            seq_number: LOCAL_SEQ,
-            ack_number: REMOTE_SEQ + 1,
             options: OPTS_MSS,
-            ..RECV_TEMPL
+            ..ours(SYN | ACK, LOCAL_SEQ, REMOTE_SEQ + 1)
         }]
     );
     // The peer's SYN-ACK completes it.
     send!(
         c,
-        TcpRepr {
-            flags: flags(SYN | ACK),
-            seq_number: REMOTE_SEQ,
-            ack_number: LOCAL_SEQ + 1,
-            ..SEND_TEMPL
-        },
+        peer(SYN | ACK, REMOTE_SEQ, LOCAL_SEQ + 1),
         Err(DropReason::OutOfWindow)
     );
     send!(c, peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1));
@@ -715,21 +599,14 @@ fn syn_sent_bad_ack_gets_rst() {
     let mut c = socket_syn_sent();
     send!(
         c,
-        TcpRepr {
-            flags: flags(SYN | ACK),
-            seq_number: REMOTE_SEQ,
-            ack_number: LOCAL_SEQ + 5,
-            ..SEND_TEMPL
-        },
+        peer(SYN | ACK, REMOTE_SEQ, LOCAL_SEQ + 5),
         Err(DropReason::BadHandshakeAck)
     );
     recv!(
         c,
         [TcpRepr {
-            flags: flags(RST),
-            seq_number: LOCAL_SEQ + 5,
             window: 0,
-            ..RECV_TEMPL
+            ..ours(RST, LOCAL_SEQ + 5, NO_ACK)
         }]
     );
     // An ACK of the ISS itself is just as bad.
@@ -747,35 +624,18 @@ fn syn_sent_rst() {
     let mut c = socket_syn_sent();
     send!(
         c,
-        TcpRepr {
-            flags: flags(RST),
-            seq_number: REMOTE_SEQ,
-            ..SEND_TEMPL
-        },
+        peer(RST, REMOTE_SEQ, NO_ACK),
         Err(DropReason::RstOutOfWindow)
     );
     send!(
         c,
-        TcpRepr {
-            flags: flags(RST | ACK),
-            seq_number: REMOTE_SEQ,
-            ack_number: LOCAL_SEQ + 9,
-            ..SEND_TEMPL
-        },
+        peer(RST | ACK, REMOTE_SEQ, LOCAL_SEQ + 9),
         Err(DropReason::BadHandshakeAck)
     );
     recv_nothing!(c);
     assert_eq!(c.state(), State::SynSent);
     // RST with the right ACK: refused.
-    send!(
-        c,
-        TcpRepr {
-            flags: flags(RST | ACK),
-            seq_number: REMOTE_SEQ,
-            ack_number: LOCAL_SEQ + 1,
-            ..SEND_TEMPL
-        }
-    );
+    send!(c, peer(RST | ACK, REMOTE_SEQ, LOCAL_SEQ + 1));
     assert_eq!(c.state(), State::Closed);
     assert_eq!(c.close_reason(), Some(CloseReason::Refused));
     assert_eq!(c.send(b"x"), Err(SendError::Broken(CloseReason::Refused)));
@@ -787,11 +647,8 @@ fn syn_sent_ack_data_fin_without_syn_dropped() {
     send!(
         c,
         TcpRepr {
-            flags: flags(ACK | FIN),
-            seq_number: REMOTE_SEQ,
-            ack_number: LOCAL_SEQ + 1,
             payload: b"abc",
-            ..SEND_TEMPL
+            ..peer(ACK | FIN, REMOTE_SEQ, LOCAL_SEQ + 1)
         },
         Err(DropReason::NoSynInSynSent)
     );
@@ -807,12 +664,7 @@ fn syn_sent_retries_then_times_out() {
     });
     assert_eq!(output(&mut c, t(0)).len(), 1);
     recv_nothing!(c, time 999);
-    recv!(c, time 1000, [TcpRepr {
-        flags: flags(SYN),
-        seq_number: LOCAL_SEQ,
-        options: OPTS_MSS,
-        ..RECV_TEMPL
-    }]);
+    recv!(c, time 1000, [TcpRepr { options: OPTS_MSS, ..ours(SYN, LOCAL_SEQ, NO_ACK) }]);
     // Backoff: the next one after 2 s.
     recv_nothing!(c, time 2999);
     assert_eq!(output(&mut c, t(3000)).len(), 1);
@@ -835,24 +687,13 @@ fn syn_sent_shutdown_sends_fin_after_handshake() {
     c.send(b"req").unwrap();
     c.shutdown_write(t(0));
     assert_eq!(c.state(), State::SynSent);
-    send!(
-        c,
-        TcpRepr {
-            flags: flags(SYN | ACK),
-            seq_number: REMOTE_SEQ,
-            ack_number: LOCAL_SEQ + 1,
-            ..SEND_TEMPL
-        }
-    );
+    send!(c, peer(SYN | ACK, REMOTE_SEQ, LOCAL_SEQ + 1));
     assert_eq!(c.state(), State::FinWait1);
     recv!(
         c,
         [TcpRepr {
-            flags: flags(ACK | PSH | FIN),
-            seq_number: LOCAL_SEQ + 1,
-            ack_number: REMOTE_SEQ + 1,
             payload: b"req",
-            ..RECV_TEMPL
+            ..ours(ACK | PSH | FIN, LOCAL_SEQ + 1, REMOTE_SEQ + 1)
         }]
     );
 }
@@ -863,11 +704,8 @@ fn syn_sent_shutdown_sends_fin_after_handshake() {
 fn syn_received_ack_with_data_establishes() {
     let mut c = socket_syn_received();
     send!(c, time 20, TcpRepr {
-        flags: flags(ACK | PSH),
-        seq_number: REMOTE_SEQ + 1,
-        ack_number: LOCAL_SEQ + 1,
         payload: b"hello",
-        ..SEND_TEMPL
+        ..peer(ACK | PSH, REMOTE_SEQ + 1, LOCAL_SEQ + 1)
     });
     assert_eq!(c.state(), State::Established);
     let mut buf = [0; 16];
@@ -889,10 +727,8 @@ fn syn_received_bad_ack_gets_rst() {
     recv!(
         c,
         [TcpRepr {
-            flags: flags(RST),
-            seq_number: LOCAL_SEQ,
             window: 0,
-            ..RECV_TEMPL
+            ..ours(RST, LOCAL_SEQ, NO_ACK)
         }]
     );
     send!(
@@ -903,10 +739,8 @@ fn syn_received_bad_ack_gets_rst() {
     recv!(
         c,
         [TcpRepr {
-            flags: flags(RST),
-            seq_number: LOCAL_SEQ + 100,
             window: 0,
-            ..RECV_TEMPL
+            ..ours(RST, LOCAL_SEQ + 100, NO_ACK)
         }]
     );
     assert_eq!(c.state(), State::SynReceived);
@@ -919,11 +753,8 @@ fn syn_received_retransmitted_syn_resends_syn_ack() {
     recv!(
         c,
         [TcpRepr {
-            flags: flags(SYN | ACK),
-            seq_number: LOCAL_SEQ,
-            ack_number: REMOTE_SEQ + 1,
             options: OPTS_MSS,
-            ..RECV_TEMPL
+            ..ours(SYN | ACK, LOCAL_SEQ, REMOTE_SEQ + 1)
         }]
     );
 }
@@ -933,11 +764,7 @@ fn syn_received_other_syn_is_challenged() {
     let mut c = socket_syn_received();
     send!(
         c,
-        TcpRepr {
-            flags: flags(SYN),
-            seq_number: REMOTE_SEQ + 10,
-            ..SEND_TEMPL
-        },
+        peer(SYN, REMOTE_SEQ + 10, NO_ACK),
         Err(DropReason::SynChallenged)
     );
     recv!(c, [our_ack(LOCAL_SEQ + 1, REMOTE_SEQ + 1)]);
@@ -950,33 +777,18 @@ fn syn_received_rst() {
     // In the window but not at RCV.NXT: challenge ACK.
     send!(
         c,
-        TcpRepr {
-            flags: flags(RST),
-            seq_number: REMOTE_SEQ + 3,
-            ..SEND_TEMPL
-        },
+        peer(RST, REMOTE_SEQ + 3, NO_ACK),
         Err(DropReason::RstChallenged)
     );
     recv!(c, [our_ack(LOCAL_SEQ + 1, REMOTE_SEQ + 1)]);
     // Out of the window: silently dropped.
     send!(
         c,
-        TcpRepr {
-            flags: flags(RST),
-            seq_number: REMOTE_SEQ + 300,
-            ..SEND_TEMPL
-        },
+        peer(RST, REMOTE_SEQ + 300, NO_ACK),
         Err(DropReason::RstOutOfWindow)
     );
     recv_nothing!(c);
-    send!(
-        c,
-        TcpRepr {
-            flags: flags(RST),
-            seq_number: REMOTE_SEQ + 1,
-            ..SEND_TEMPL
-        }
-    );
+    send!(c, peer(RST, REMOTE_SEQ + 1, NO_ACK));
     assert_eq!(c.state(), State::Closed);
     assert_eq!(c.close_reason(), Some(CloseReason::Reset));
 }
@@ -984,15 +796,7 @@ fn syn_received_rst() {
 #[test]
 fn syn_received_fin_goes_to_close_wait() {
     let mut c = socket_syn_received();
-    send!(
-        c,
-        TcpRepr {
-            flags: flags(ACK | FIN),
-            seq_number: REMOTE_SEQ + 1,
-            ack_number: LOCAL_SEQ + 1,
-            ..SEND_TEMPL
-        }
-    );
+    send!(c, peer(ACK | FIN, REMOTE_SEQ + 1, LOCAL_SEQ + 1));
     assert_eq!(c.state(), State::CloseWait);
     recv!(c, [our_ack(LOCAL_SEQ + 1, REMOTE_SEQ + 2)]);
     assert_eq!(c.recv(&mut [0; 4]), Err(RecvError::Finished));
@@ -1005,15 +809,7 @@ fn syn_received_close_sends_fin_after_handshake() {
     assert_eq!(c.state(), State::SynReceived);
     send!(c, peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1));
     assert_eq!(c.state(), State::FinWait1);
-    recv!(
-        c,
-        [TcpRepr {
-            flags: flags(FIN | ACK),
-            seq_number: LOCAL_SEQ + 1,
-            ack_number: REMOTE_SEQ + 1,
-            ..RECV_TEMPL
-        }]
-    );
+    recv!(c, [ours(FIN | ACK, LOCAL_SEQ + 1, REMOTE_SEQ + 1)]);
 }
 
 #[test]
@@ -1065,11 +861,8 @@ fn syn_received_retransmits_syn_ack() {
     let mut c = socket_syn_received();
     recv_nothing!(c, time 999);
     recv!(c, time 1000, [TcpRepr {
-        flags: flags(SYN | ACK),
-        seq_number: LOCAL_SEQ,
-        ack_number: REMOTE_SEQ + 1,
         options: OPTS_MSS,
-        ..RECV_TEMPL
+        ..ours(SYN | ACK, LOCAL_SEQ, REMOTE_SEQ + 1)
     }]);
 }
 
@@ -1078,13 +871,7 @@ fn syn_received_retransmits_syn_ack() {
 #[test]
 fn established_receives_in_order_data_with_delayed_ack() {
     let mut c = socket_established();
-    send!(c, time 0, TcpRepr {
-        flags: flags(ACK),
-        seq_number: REMOTE_SEQ + 1,
-        ack_number: LOCAL_SEQ + 1,
-        payload: b"abcdef",
-        ..SEND_TEMPL
-    });
+    send!(c, time 0, TcpRepr { payload: b"abcdef", ..peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1) });
     assert_eq!(c.poll_timeout(), Some(t(40)));
     recv_nothing!(c, time 39);
     recv!(c, time 40, [TcpRepr { window: 58, ..our_ack(LOCAL_SEQ + 1, REMOTE_SEQ + 7) }]);
@@ -1104,11 +891,8 @@ fn established_acks_every_second_full_segment() {
         OPTS_NONE,
     );
     let seg = |i: usize| TcpRepr {
-        flags: flags(ACK),
-        seq_number: REMOTE_SEQ + 1 + i * 536,
-        ack_number: LOCAL_SEQ + 1,
         payload: &[7; 536],
-        ..SEND_TEMPL
+        ..peer_ack(REMOTE_SEQ + 1 + i * 536, LOCAL_SEQ + 1)
     };
     send!(c, seg(0));
     recv_nothing!(c, time 0);
@@ -1122,11 +906,8 @@ fn established_acks_every_second_full_segment() {
 fn established_out_of_order_is_reassembled() {
     let mut c = socket_established();
     let seg = |off: usize, data: &'static [u8]| TcpRepr {
-        flags: flags(ACK),
-        seq_number: REMOTE_SEQ + 1 + off,
-        ack_number: LOCAL_SEQ + 1,
         payload: data,
-        ..SEND_TEMPL
+        ..peer_ack(REMOTE_SEQ + 1 + off, LOCAL_SEQ + 1)
     };
     send!(c, seg(4, b"efgh"));
     // Out of order: an immediate duplicate ACK.
@@ -1161,11 +942,8 @@ fn established_data_outside_window_is_acked_and_dropped() {
     send!(
         c,
         TcpRepr {
-            flags: flags(ACK),
-            seq_number: REMOTE_SEQ + 1 + 64,
-            ack_number: LOCAL_SEQ + 1,
             payload: b"zz",
-            ..SEND_TEMPL
+            ..peer_ack(REMOTE_SEQ + 1 + 64, LOCAL_SEQ + 1)
         },
         Err(DropReason::OutOfWindow)
     );
@@ -1174,11 +952,8 @@ fn established_data_outside_window_is_acked_and_dropped() {
     send!(
         c,
         TcpRepr {
-            flags: flags(ACK),
-            seq_number: REMOTE_SEQ - 10,
-            ack_number: LOCAL_SEQ + 1,
             payload: b"zz",
-            ..SEND_TEMPL
+            ..peer_ack(REMOTE_SEQ - 10, LOCAL_SEQ + 1)
         },
         Err(DropReason::OutOfWindow)
     );
@@ -1193,11 +968,8 @@ fn established_trims_data_past_the_window() {
     send!(
         c,
         TcpRepr {
-            flags: flags(ACK | FIN),
-            seq_number: REMOTE_SEQ + 1,
-            ack_number: LOCAL_SEQ + 1,
             payload: &data,
-            ..SEND_TEMPL
+            ..peer(ACK | FIN, REMOTE_SEQ + 1, LOCAL_SEQ + 1)
         }
     );
     // 64 bytes kept, the FIN beyond them cut off; the cut is answered at
@@ -1219,11 +991,8 @@ fn established_fin_goes_to_close_wait() {
     send!(
         c,
         TcpRepr {
-            flags: flags(ACK | FIN),
-            seq_number: REMOTE_SEQ + 1,
-            ack_number: LOCAL_SEQ + 1,
             payload: b"xy",
-            ..SEND_TEMPL
+            ..peer(ACK | FIN, REMOTE_SEQ + 1, LOCAL_SEQ + 1)
         }
     );
     assert_eq!(c.state(), State::CloseWait);
@@ -1247,22 +1016,16 @@ fn established_out_of_order_fin_waits_for_the_hole() {
     send!(
         c,
         TcpRepr {
-            flags: flags(ACK | FIN),
-            seq_number: REMOTE_SEQ + 3,
-            ack_number: LOCAL_SEQ + 1,
             payload: b"cd",
-            ..SEND_TEMPL
+            ..peer(ACK | FIN, REMOTE_SEQ + 3, LOCAL_SEQ + 1)
         }
     );
     assert_eq!(c.state(), State::Established);
     send!(
         c,
         TcpRepr {
-            flags: flags(ACK),
-            seq_number: REMOTE_SEQ + 1,
-            ack_number: LOCAL_SEQ + 1,
             payload: b"ab",
-            ..SEND_TEMPL
+            ..peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1)
         }
     );
     assert_eq!(c.state(), State::CloseWait);
@@ -1275,35 +1038,20 @@ fn established_rst_rules_rfc5961() {
     // Outside the window: silently dropped.
     send!(
         c,
-        TcpRepr {
-            flags: flags(RST),
-            seq_number: REMOTE_SEQ + 500,
-            ..SEND_TEMPL
-        },
+        peer(RST, REMOTE_SEQ + 500, NO_ACK),
         Err(DropReason::RstOutOfWindow)
     );
     recv_nothing!(c);
     // In the window, not exact: challenge ACK.
     send!(
         c,
-        TcpRepr {
-            flags: flags(RST),
-            seq_number: REMOTE_SEQ + 2,
-            ..SEND_TEMPL
-        },
+        peer(RST, REMOTE_SEQ + 2, NO_ACK),
         Err(DropReason::RstChallenged)
     );
     recv!(c, [our_ack(LOCAL_SEQ + 1, REMOTE_SEQ + 1)]);
     assert_eq!(c.state(), State::Established);
     // Exactly RCV.NXT: reset.
-    send!(
-        c,
-        TcpRepr {
-            flags: flags(RST),
-            seq_number: REMOTE_SEQ + 1,
-            ..SEND_TEMPL
-        }
-    );
+    send!(c, peer(RST, REMOTE_SEQ + 1, NO_ACK));
     assert_eq!(c.state(), State::Closed);
     assert_eq!(
         c.recv(&mut [0; 4]),
@@ -1315,14 +1063,7 @@ fn established_rst_rules_rfc5961() {
 fn established_syn_is_challenged() {
     let mut c = socket_established();
     for seq in [REMOTE_SEQ + 1, REMOTE_SEQ + 5000, REMOTE_SEQ] {
-        let r = c.on_segment(
-            t(0),
-            &TcpRepr {
-                flags: flags(SYN),
-                seq_number: seq,
-                ..SEND_TEMPL
-            },
-        );
+        let r = c.on_segment(t(0), &peer(SYN, seq, NO_ACK));
         assert!(r.is_err());
         assert_eq!(c.state(), State::Established);
     }
@@ -1336,12 +1077,7 @@ fn established_syn_ack_is_challenged() {
     let mut c = socket_established();
     send!(
         c,
-        TcpRepr {
-            flags: flags(SYN | ACK),
-            seq_number: REMOTE_SEQ + 1,
-            ack_number: LOCAL_SEQ + 1,
-            ..SEND_TEMPL
-        },
+        peer(SYN | ACK, REMOTE_SEQ + 1, LOCAL_SEQ + 1),
         Err(DropReason::SynChallenged)
     );
     recv!(c, [our_ack(LOCAL_SEQ + 1, REMOTE_SEQ + 1)]);
@@ -1353,11 +1089,8 @@ fn established_ack_of_unsent_data_is_answered_and_dropped() {
     send!(
         c,
         TcpRepr {
-            flags: flags(ACK),
-            seq_number: REMOTE_SEQ + 1,
-            ack_number: LOCAL_SEQ + 100,
             payload: b"data",
-            ..SEND_TEMPL
+            ..peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 100)
         },
         Err(DropReason::AckUnsent)
     );
@@ -1368,11 +1101,7 @@ fn established_ack_of_unsent_data_is_answered_and_dropped() {
 #[test]
 fn established_challenge_acks_are_rate_limited() {
     let mut c = socket_established();
-    let bad = TcpRepr {
-        flags: flags(RST),
-        seq_number: REMOTE_SEQ + 2,
-        ..SEND_TEMPL
-    };
+    let bad = peer(RST, REMOTE_SEQ + 2, NO_ACK);
     let mut acks = 0;
     for _ in 0..25 {
         let _ = c.on_segment(t(100), &bad);
@@ -1391,10 +1120,8 @@ fn established_no_ack_flag_dropped() {
     send!(
         c,
         TcpRepr {
-            flags: flags(NONE),
-            seq_number: REMOTE_SEQ + 1,
             payload: b"abc",
-            ..SEND_TEMPL
+            ..peer(NONE, REMOTE_SEQ + 1, NO_ACK)
         },
         Err(DropReason::NoAck)
     );
@@ -1406,11 +1133,8 @@ fn established_sends_and_gets_acked() {
     let mut c = socket_established();
     assert_eq!(c.send(b"abcdef"), Ok(6));
     recv!(c, time 0, [TcpRepr {
-        flags: flags(ACK | PSH),
-        seq_number: LOCAL_SEQ + 1,
-        ack_number: REMOTE_SEQ + 1,
         payload: b"abcdef",
-        ..RECV_TEMPL
+        ..ours(ACK | PSH, LOCAL_SEQ + 1, REMOTE_SEQ + 1)
     }]);
     assert_eq!(c.poll_timeout(), Some(t(1000)));
     send!(c, time 30, peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 7));
@@ -1443,11 +1167,8 @@ fn established_nagle_holds_small_segments() {
     recv_nothing!(c, time 0);
     send!(c, time 10, peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 2));
     recv!(c, time 10, [TcpRepr {
-        flags: flags(ACK | PSH),
-        seq_number: LOCAL_SEQ + 2,
-        ack_number: REMOTE_SEQ + 1,
         payload: b"bc",
-        ..RECV_TEMPL
+        ..ours(ACK | PSH, LOCAL_SEQ + 2, REMOTE_SEQ + 1)
     }]);
     // Without Nagle small writes go out at once.
     c.set_nodelay(true);
@@ -1462,11 +1183,8 @@ fn established_retransmits_on_timeout_with_backoff() {
     assert_eq!(output(&mut c, t(0)).len(), 1);
     recv_nothing!(c, time 999);
     let data = TcpRepr {
-        flags: flags(ACK | PSH),
-        seq_number: LOCAL_SEQ + 1,
-        ack_number: REMOTE_SEQ + 1,
         payload: b"abc",
-        ..RECV_TEMPL
+        ..ours(ACK | PSH, LOCAL_SEQ + 1, REMOTE_SEQ + 1)
     };
     recv!(c, time 1000, [data]);
     assert_eq!(c.cwnd(), c.eff_mss(), "RTO: cwnd to one segment");
@@ -1570,11 +1288,8 @@ fn established_window_update_on_read() {
     send!(
         c,
         TcpRepr {
-            flags: flags(ACK),
-            seq_number: REMOTE_SEQ + 1,
-            ack_number: LOCAL_SEQ + 1,
             payload: &[1; 64],
-            ..SEND_TEMPL
+            ..peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1)
         }
     );
     recv!(
@@ -1589,11 +1304,8 @@ fn established_window_update_on_read() {
     send!(
         c,
         TcpRepr {
-            flags: flags(ACK),
-            seq_number: REMOTE_SEQ + 65,
-            ack_number: LOCAL_SEQ + 1,
             payload: &[2; 4],
-            ..SEND_TEMPL
+            ..peer_ack(REMOTE_SEQ + 65, LOCAL_SEQ + 1)
         }
     );
     assert_eq!(c.recv_queue(), 64);
@@ -1625,12 +1337,9 @@ fn established_urgent_pointer_reported_inline() {
     send!(
         c,
         TcpRepr {
-            flags: flags(ACK | TcpFlags::URG),
-            seq_number: REMOTE_SEQ + 1,
-            ack_number: LOCAL_SEQ + 1,
             urgent_pointer: 3,
             payload: b"abcdef",
-            ..SEND_TEMPL
+            ..peer(ACK | TcpFlags::URG, REMOTE_SEQ + 1, LOCAL_SEQ + 1)
         }
     );
     assert_eq!(c.urgent_mark(), Some(3));
@@ -1650,10 +1359,8 @@ fn established_abort_sends_rst() {
     recv!(
         c,
         [TcpRepr {
-            flags: flags(RST),
-            seq_number: LOCAL_SEQ + 1,
             window: 0,
-            ..RECV_TEMPL
+            ..ours(RST, LOCAL_SEQ + 1, NO_ACK)
         }]
     );
     assert_eq!(c.close_reason(), Some(CloseReason::Aborted));
@@ -1827,11 +1534,8 @@ fn sack_blocks_generated_per_rfc2018() {
         },
     );
     let seg = |off: usize| TcpRepr {
-        flags: flags(ACK),
-        seq_number: REMOTE_SEQ + 1 + off,
-        ack_number: LOCAL_SEQ + 1,
         payload: &[3; 10],
-        ..SEND_TEMPL
+        ..peer_ack(REMOTE_SEQ + 1 + off, LOCAL_SEQ + 1)
     };
     let block = |l: usize, r: usize| {
         Some(SackBlock {
@@ -1880,15 +1584,7 @@ fn fin_wait_1_fin_goes_to_closing() {
 #[test]
 fn fin_wait_1_fin_ack_goes_to_time_wait() {
     let mut c = socket_fin_wait_1();
-    send!(
-        c,
-        TcpRepr {
-            flags: flags(FIN | ACK),
-            seq_number: REMOTE_SEQ + 1,
-            ack_number: LOCAL_SEQ + 2,
-            ..SEND_TEMPL
-        }
-    );
+    send!(c, peer(FIN | ACK, REMOTE_SEQ + 1, LOCAL_SEQ + 2));
     assert_eq!(c.state(), State::TimeWait);
     recv!(c, [our_ack(LOCAL_SEQ + 2, REMOTE_SEQ + 2)]);
 }
@@ -1899,11 +1595,8 @@ fn fin_wait_1_still_receives_data() {
     send!(
         c,
         TcpRepr {
-            flags: flags(ACK),
-            seq_number: REMOTE_SEQ + 1,
-            ack_number: LOCAL_SEQ + 1,
             payload: b"late",
-            ..SEND_TEMPL
+            ..peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1)
         }
     );
     assert_eq!(c.recv_queue(), 4);
@@ -1913,12 +1606,7 @@ fn fin_wait_1_still_receives_data() {
 #[test]
 fn fin_wait_1_retransmits_fin() {
     let mut c = socket_fin_wait_1();
-    recv!(c, time 1000, [TcpRepr {
-        flags: flags(FIN | ACK),
-        seq_number: LOCAL_SEQ + 1,
-        ack_number: REMOTE_SEQ + 1,
-        ..RECV_TEMPL
-    }]);
+    recv!(c, time 1000, [ours(FIN | ACK, LOCAL_SEQ + 1, REMOTE_SEQ + 1)]);
 }
 
 #[test]
@@ -1926,22 +1614,11 @@ fn fin_wait_1_rst_and_syn() {
     let mut c = socket_fin_wait_1();
     send!(
         c,
-        TcpRepr {
-            flags: flags(SYN),
-            seq_number: REMOTE_SEQ + 1,
-            ..SEND_TEMPL
-        },
+        peer(SYN, REMOTE_SEQ + 1, NO_ACK),
         Err(DropReason::SynChallenged)
     );
     recv!(c, [our_ack(LOCAL_SEQ + 2, REMOTE_SEQ + 1)]);
-    send!(
-        c,
-        TcpRepr {
-            flags: flags(RST),
-            seq_number: REMOTE_SEQ + 1,
-            ..SEND_TEMPL
-        }
-    );
+    send!(c, peer(RST, REMOTE_SEQ + 1, NO_ACK));
     assert_eq!(c.state(), State::Closed);
     assert_eq!(c.close_reason(), Some(CloseReason::Reset));
 }
@@ -1954,23 +1631,12 @@ fn fin_wait_2_receives_data_then_fin() {
     send!(
         c,
         TcpRepr {
-            flags: flags(ACK),
-            seq_number: REMOTE_SEQ + 1,
-            ack_number: LOCAL_SEQ + 2,
             payload: b"more",
-            ..SEND_TEMPL
+            ..peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 2)
         }
     );
     assert_eq!(c.recv_queue(), 4);
-    send!(
-        c,
-        TcpRepr {
-            flags: flags(ACK | FIN),
-            seq_number: REMOTE_SEQ + 5,
-            ack_number: LOCAL_SEQ + 2,
-            ..SEND_TEMPL
-        }
-    );
+    send!(c, peer(ACK | FIN, REMOTE_SEQ + 5, LOCAL_SEQ + 2));
     assert_eq!(c.state(), State::TimeWait);
     recv!(
         c,
@@ -2002,31 +1668,16 @@ fn fin_wait_2_rst_in_and_out_of_window() {
     let mut c = socket_fin_wait_2();
     send!(
         c,
-        TcpRepr {
-            flags: flags(RST),
-            seq_number: REMOTE_SEQ + 999,
-            ..SEND_TEMPL
-        },
+        peer(RST, REMOTE_SEQ + 999, NO_ACK),
         Err(DropReason::RstOutOfWindow)
     );
     send!(
         c,
-        TcpRepr {
-            flags: flags(RST),
-            seq_number: REMOTE_SEQ + 9,
-            ..SEND_TEMPL
-        },
+        peer(RST, REMOTE_SEQ + 9, NO_ACK),
         Err(DropReason::RstChallenged)
     );
     recv!(c, [our_ack(LOCAL_SEQ + 2, REMOTE_SEQ + 1)]);
-    send!(
-        c,
-        TcpRepr {
-            flags: flags(RST),
-            seq_number: REMOTE_SEQ + 1,
-            ..SEND_TEMPL
-        }
-    );
+    send!(c, peer(RST, REMOTE_SEQ + 1, NO_ACK));
     assert_eq!(c.state(), State::Closed);
 }
 
@@ -2042,14 +1693,7 @@ fn closing_ack_goes_to_time_wait() {
 #[test]
 fn closing_rst_closes_quietly() {
     let mut c = socket_closing();
-    send!(
-        c,
-        TcpRepr {
-            flags: flags(RST),
-            seq_number: REMOTE_SEQ + 2,
-            ..SEND_TEMPL
-        }
-    );
+    send!(c, peer(RST, REMOTE_SEQ + 2, NO_ACK));
     assert_eq!(c.state(), State::Closed);
     assert_eq!(c.close_reason(), Some(CloseReason::Normal));
 }
@@ -2059,12 +1703,7 @@ fn closing_retransmitted_fin_is_acked() {
     let mut c = socket_closing();
     send!(
         c,
-        TcpRepr {
-            flags: flags(FIN | ACK),
-            seq_number: REMOTE_SEQ + 1,
-            ack_number: LOCAL_SEQ + 1,
-            ..SEND_TEMPL
-        },
+        peer(FIN | ACK, REMOTE_SEQ + 1, LOCAL_SEQ + 1),
         Err(DropReason::OutOfWindow)
     );
     recv!(c, [our_ack(LOCAL_SEQ + 2, REMOTE_SEQ + 2)]);
@@ -2090,27 +1729,18 @@ fn time_wait_msl_is_configurable() {
     c.cfg.msl = Duration::from_millis(500);
     c.shutdown_write(t(0));
     output(&mut c, t(0));
-    send!(
-        c,
-        TcpRepr {
-            flags: flags(FIN | ACK),
-            seq_number: REMOTE_SEQ + 1,
-            ack_number: LOCAL_SEQ + 2,
-            ..SEND_TEMPL
-        }
-    );
+    send!(c, peer(FIN | ACK, REMOTE_SEQ + 1, LOCAL_SEQ + 2));
     assert_eq!(c.poll_timeout(), Some(t(1000)));
 }
 
 #[test]
 fn time_wait_retransmitted_fin_acked_and_timer_restarts() {
     let mut c = socket_time_wait();
-    send!(c, time 5000, TcpRepr {
-        flags: flags(FIN | ACK),
-        seq_number: REMOTE_SEQ + 1,
-        ack_number: LOCAL_SEQ + 2,
-        ..SEND_TEMPL
-    }, Err(DropReason::OutOfWindow));
+    send!(
+        c, time 5000,
+        peer(FIN | ACK, REMOTE_SEQ + 1, LOCAL_SEQ + 2),
+        Err(DropReason::OutOfWindow)
+    );
     recv!(c, time 5000, [our_ack(LOCAL_SEQ + 2, REMOTE_SEQ + 2)]);
     assert_eq!(c.poll_timeout(), Some(t(65_000)));
 }
@@ -2120,21 +1750,13 @@ fn time_wait_ignores_rst_and_challenges_syn() {
     let mut c = socket_time_wait();
     send!(
         c,
-        TcpRepr {
-            flags: flags(RST),
-            seq_number: REMOTE_SEQ + 2,
-            ..SEND_TEMPL
-        },
+        peer(RST, REMOTE_SEQ + 2, NO_ACK),
         Err(DropReason::RstOutOfWindow)
     );
     assert_eq!(c.state(), State::TimeWait);
     send!(
         c,
-        TcpRepr {
-            flags: flags(SYN),
-            seq_number: REMOTE_SEQ + 2,
-            ..SEND_TEMPL
-        },
+        peer(SYN, REMOTE_SEQ + 2, NO_ACK),
         Err(DropReason::SynChallenged)
     );
     recv!(c, [our_ack(LOCAL_SEQ + 2, REMOTE_SEQ + 2)]);
@@ -2142,11 +1764,8 @@ fn time_wait_ignores_rst_and_challenges_syn() {
     send!(
         c,
         TcpRepr {
-            flags: flags(ACK),
-            seq_number: REMOTE_SEQ + 2,
-            ack_number: LOCAL_SEQ + 2,
             payload: b"zz",
-            ..SEND_TEMPL
+            ..peer_ack(REMOTE_SEQ + 2, LOCAL_SEQ + 2)
         }
     );
     assert_eq!(c.recv_queue(), 0);
@@ -2161,11 +1780,8 @@ fn close_wait_keeps_sending() {
     recv!(
         c,
         [TcpRepr {
-            flags: flags(ACK | PSH),
-            seq_number: LOCAL_SEQ + 1,
-            ack_number: REMOTE_SEQ + 2,
             payload: b"reply",
-            ..RECV_TEMPL
+            ..ours(ACK | PSH, LOCAL_SEQ + 1, REMOTE_SEQ + 2)
         }]
     );
 }
@@ -2176,11 +1792,8 @@ fn close_wait_data_after_fin_is_not_accepted() {
     send!(
         c,
         TcpRepr {
-            flags: flags(ACK),
-            seq_number: REMOTE_SEQ + 2,
-            ack_number: LOCAL_SEQ + 1,
             payload: b"bogus",
-            ..SEND_TEMPL
+            ..peer_ack(REMOTE_SEQ + 2, LOCAL_SEQ + 1)
         }
     );
     assert_eq!(c.recv_queue(), 0);
@@ -2190,14 +1803,7 @@ fn close_wait_data_after_fin_is_not_accepted() {
 #[test]
 fn close_wait_rst_resets() {
     let mut c = socket_close_wait();
-    send!(
-        c,
-        TcpRepr {
-            flags: flags(RST),
-            seq_number: REMOTE_SEQ + 2,
-            ..SEND_TEMPL
-        }
-    );
+    send!(c, peer(RST, REMOTE_SEQ + 2, NO_ACK));
     assert_eq!(c.close_reason(), Some(CloseReason::Reset));
 }
 
@@ -2217,13 +1823,8 @@ fn last_ack_ack_closes() {
 #[test]
 fn last_ack_retransmits_fin_and_rst_closes() {
     let mut c = socket_last_ack();
-    recv!(c, time 1000, [TcpRepr {
-        flags: flags(FIN | ACK),
-        seq_number: LOCAL_SEQ + 1,
-        ack_number: REMOTE_SEQ + 2,
-        ..RECV_TEMPL
-    }]);
-    send!(c, time 1001, TcpRepr { flags: flags(RST), seq_number: REMOTE_SEQ + 2, ..SEND_TEMPL });
+    recv!(c, time 1000, [ours(FIN | ACK, LOCAL_SEQ + 1, REMOTE_SEQ + 2)]);
+    send!(c, time 1001, peer(RST, REMOTE_SEQ + 2, NO_ACK));
     assert_eq!(c.state(), State::Closed);
     assert_eq!(c.close_reason(), Some(CloseReason::Normal));
 }
@@ -2612,10 +2213,8 @@ fn close_with_unread_data_resets() {
     recv!(
         c,
         [TcpRepr {
-            flags: flags(RST),
-            seq_number: LOCAL_SEQ + 1,
             window: 0,
-            ..RECV_TEMPL
+            ..ours(RST, LOCAL_SEQ + 1, NO_ACK)
         }]
     );
 }
@@ -2637,10 +2236,8 @@ fn data_after_close_resets() {
     recv!(
         c,
         [TcpRepr {
-            flags: flags(RST),
-            seq_number: LOCAL_SEQ + 2,
             window: 0,
-            ..RECV_TEMPL
+            ..ours(RST, LOCAL_SEQ + 2, NO_ACK)
         }]
     );
 }
@@ -2648,11 +2245,7 @@ fn data_after_close_resets() {
 #[test]
 fn time_wait_reuse_rules() {
     let c = socket_time_wait();
-    let syn = |seq: SeqNumber| TcpRepr {
-        flags: flags(SYN),
-        seq_number: seq,
-        ..SEND_TEMPL
-    };
+    let syn = |seq: SeqNumber| peer(SYN, seq, NO_ACK);
     assert!(c.syn_may_reopen(&syn(REMOTE_SEQ + 1000)));
     assert!(!c.syn_may_reopen(&syn(REMOTE_SEQ)));
     assert!(!c.syn_may_reopen(&TcpRepr {
@@ -3082,11 +2675,8 @@ fn established_delivers_in_order_text_without_copy() {
     let mut got: Vec<u8> = Vec::new();
     let mut offers = 0;
     let seg = |seq: SeqNumber, payload: &'static [u8]| TcpRepr {
-        flags: flags(ACK),
-        seq_number: seq,
-        ack_number: LOCAL_SEQ + 1,
         payload,
-        ..SEND_TEMPL
+        ..peer_ack(seq, LOCAL_SEQ + 1)
     };
     // Taken whole: nothing reaches the receive buffer, RCV.NXT moves on and
     // the echo went into the send side.
@@ -3186,13 +2776,7 @@ fn scaled_window_edge_stays_inside_the_buffer() {
             send!(
                 c,
                 time now,
-                TcpRepr {
-                    flags: flags(ACK),
-                    seq_number: sent,
-                    ack_number: LOCAL_SEQ + 1,
-                    payload: &data,
-                    ..SEND_TEMPL
-                }
+                TcpRepr { payload: &data, ..peer_ack(sent, LOCAL_SEQ + 1) }
             );
             sent += len;
             assert_eq!(
