@@ -1424,6 +1424,24 @@ fn established_with(cfg: Config, peer_opts: TcpOptions) -> Connection {
     c
 }
 
+/// Options carrying only a timestamps option: TSval and TSecr (RFC 7323 §3).
+fn ts_opts(tsval: u32, tsecr: u32) -> TcpOptions {
+    TcpOptions {
+        timestamps: Some(Timestamps { tsval, tsecr }),
+        ..OPTS_NONE
+    }
+}
+
+/// ESTABLISHED with timestamps on both sides (RFC 7323); the peer's SYN
+/// carried TSval 100.
+fn established_with_timestamps() -> Connection {
+    let cfg = Config {
+        timestamps: true,
+        ..cfg()
+    };
+    established_with(cfg, ts_opts(100, 0))
+}
+
 #[test]
 fn window_scaling_applies_after_syn_only() {
     let cfg = Config {
@@ -1467,20 +1485,7 @@ fn window_scaling_applies_after_syn_only() {
 
 #[test]
 fn timestamps_echo_paws_and_rtt() {
-    let cfg = Config {
-        timestamps: true,
-        ..cfg()
-    };
-    let mut c = established_with(
-        cfg,
-        TcpOptions {
-            timestamps: Some(Timestamps {
-                tsval: 100,
-                tsecr: 0,
-            }),
-            ..OPTS_NONE
-        },
-    );
+    let mut c = established_with_timestamps();
     assert!(c.tcb().ts_enabled);
     assert_eq!(c.eff_mss(), 536 - 12);
     assert_eq!(c.tcb().ts_recent, 101);
@@ -1496,14 +1501,14 @@ fn timestamps_echo_paws_and_rtt() {
     );
     // RTT from the echo: 80 - 50.
     send!(c, time 80, TcpRepr {
-        options: TcpOptions { timestamps: Some(Timestamps { tsval: 120, tsecr: 50 }), ..OPTS_NONE },
+        options: ts_opts(120, 50),
         ..peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 4)
     });
     assert_eq!(c.rtt().srtt(), Some(Duration::from_millis(30)));
     assert_eq!(c.tcb().ts_recent, 120);
     // PAWS: an older TSval is an old duplicate: ACK and drop.
     send!(c, time 90, TcpRepr {
-        options: TcpOptions { timestamps: Some(Timestamps { tsval: 110, tsecr: 50 }), ..OPTS_NONE },
+        options: ts_opts(110, 50),
         payload: b"old",
         ..peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 4)
     }, Err(DropReason::Paws));
@@ -1969,20 +1974,7 @@ fn poll_transmit_refusal_keeps_the_segment() {
 
 #[test]
 fn timestamp_echo_older_than_a_retransmission_is_no_sample() {
-    let cfg = Config {
-        timestamps: true,
-        ..cfg()
-    };
-    let mut c = established_with(
-        cfg,
-        TcpOptions {
-            timestamps: Some(Timestamps {
-                tsval: 100,
-                tsecr: 0,
-            }),
-            ..OPTS_NONE
-        },
-    );
+    let mut c = established_with_timestamps();
     c.set_nodelay(true);
     c.send(b"abc").unwrap();
     let first = output(&mut c, t(10));
@@ -1992,7 +1984,7 @@ fn timestamp_echo_older_than_a_retransmission_is_no_sample() {
     assert_eq!(again[0].repr.options.timestamps.unwrap().tsval, 1010);
     // An ACK echoing the first transmission (its ACK was lost) is no sample.
     send!(c, time 1020, TcpRepr {
-        options: TcpOptions { timestamps: Some(Timestamps { tsval: 200, tsecr: 10 }), ..OPTS_NONE },
+        options: ts_opts(200, 10),
         ..peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 4)
     });
     assert_eq!(c.rtt().srtt(), None);
@@ -2000,7 +1992,7 @@ fn timestamp_echo_older_than_a_retransmission_is_no_sample() {
     c.send(b"d").unwrap();
     output(&mut c, t(1100));
     send!(c, time 1140, TcpRepr {
-        options: TcpOptions { timestamps: Some(Timestamps { tsval: 300, tsecr: 1100 }), ..OPTS_NONE },
+        options: ts_opts(300, 1100),
         ..peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 5)
     });
     assert_eq!(c.rtt().srtt(), Some(Duration::from_millis(40)));
@@ -2254,42 +2246,20 @@ fn time_wait_reuse_rules() {
     }));
     assert!(!socket_established().syn_may_reopen(&syn(REMOTE_SEQ + 1000)));
     // With timestamps the TSval decides.
-    let cfg = Config {
-        timestamps: true,
-        ..cfg()
-    };
-    let mut c = established_with(
-        cfg,
-        TcpOptions {
-            timestamps: Some(Timestamps {
-                tsval: 100,
-                tsecr: 0,
-            }),
-            ..OPTS_NONE
-        },
-    );
+    let mut c = established_with_timestamps();
     c.shutdown_write(t(0));
     output(&mut c, t(0));
     send!(
         c,
         TcpRepr {
             flags: flags(FIN | ACK),
-            options: TcpOptions {
-                timestamps: Some(Timestamps {
-                    tsval: 500,
-                    tsecr: 0
-                }),
-                ..OPTS_NONE
-            },
+            options: ts_opts(500, 0),
             ..peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 2)
         }
     );
     assert_eq!(c.state(), State::TimeWait);
     let ts_syn = |tsval: u32, seq: SeqNumber| TcpRepr {
-        options: TcpOptions {
-            timestamps: Some(Timestamps { tsval, tsecr: 0 }),
-            ..OPTS_NONE
-        },
+        options: ts_opts(tsval, 0),
         ..syn(seq)
     };
     assert!(c.syn_may_reopen(&ts_syn(501, REMOTE_SEQ)));
