@@ -170,13 +170,7 @@ fn socket_syn_sent_with(cfg: Config) -> Connection {
 
 fn socket_syn_sent() -> Connection {
     let mut c = socket_syn_sent_with(cfg());
-    recv!(
-        c,
-        [TcpRepr {
-            options: OPTS_MSS,
-            ..ours(SYN, LOCAL_SEQ, NO_ACK)
-        }]
-    );
+    recv!(c, [ours(SYN, LOCAL_SEQ, NO_ACK).with_options(OPTS_MSS)]);
     assert_eq!(c.state(), State::SynSent);
     c
 }
@@ -195,10 +189,7 @@ fn socket_syn_received() -> Connection {
     let mut c = socket_syn_received_with(cfg(), &syn_from_peer());
     recv!(
         c,
-        [TcpRepr {
-            options: OPTS_MSS,
-            ..ours(SYN | ACK, LOCAL_SEQ, REMOTE_SEQ + 1)
-        }]
+        [ours(SYN | ACK, LOCAL_SEQ, REMOTE_SEQ + 1).with_options(OPTS_MSS)]
     );
     assert_eq!(c.state(), State::SynReceived);
     c
@@ -304,6 +295,32 @@ fn our_ack(seq: SeqNumber, ack: SeqNumber) -> TcpRepr<'static> {
     ours(ACK, seq, ack)
 }
 
+/// One-field changes to a template segment, so a case reads in one line.
+trait With<'a> {
+    fn with_window(self, window: u16) -> Self;
+    fn with_options(self, options: TcpOptions) -> Self;
+    fn with_payload<'b>(self, payload: &'b [u8]) -> TcpRepr<'b>
+    where
+        'a: 'b;
+}
+
+impl<'a> With<'a> for TcpRepr<'a> {
+    fn with_window(self, window: u16) -> Self {
+        TcpRepr { window, ..self }
+    }
+
+    fn with_options(self, options: TcpOptions) -> Self {
+        TcpRepr { options, ..self }
+    }
+
+    fn with_payload<'b>(self, payload: &'b [u8]) -> TcpRepr<'b>
+    where
+        'a: 'b,
+    {
+        TcpRepr { payload, ..self }
+    }
+}
+
 // ---- CLOSED ----
 
 #[test]
@@ -311,19 +328,10 @@ fn closed_answers_with_rst() {
     let mut c = socket_closed();
     send!(
         c,
-        TcpRepr {
-            payload: b"abc",
-            ..peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1)
-        },
+        peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1).with_payload(b"abc"),
         Err(DropReason::Closed)
     );
-    recv!(
-        c,
-        [TcpRepr {
-            window: 0,
-            ..ours(RST, LOCAL_SEQ + 1, NO_ACK)
-        }]
-    );
+    recv!(c, [ours(RST, LOCAL_SEQ + 1, NO_ACK).with_window(0)]);
     // Never answer an RST.
     send!(
         c,
@@ -338,19 +346,9 @@ fn closed_answers_with_rst() {
 fn rst_for_unmatched_segments() {
     // With ACK: <SEQ=SEG.ACK><CTL=RST>.
     let r = rst_for_unmatched(&peer_ack(REMOTE_SEQ, LOCAL_SEQ)).unwrap();
-    assert_eq!(
-        r,
-        TcpRepr {
-            window: 0,
-            ..ours(RST, LOCAL_SEQ, NO_ACK)
-        }
-    );
+    assert_eq!(r, ours(RST, LOCAL_SEQ, NO_ACK).with_window(0));
     // Without ACK: <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>; SYN and FIN count.
-    let r = rst_for_unmatched(&TcpRepr {
-        payload: b"abcd",
-        ..peer(SYN | FIN, REMOTE_SEQ, NO_ACK)
-    })
-    .unwrap();
+    let r = rst_for_unmatched(&peer(SYN | FIN, REMOTE_SEQ, NO_ACK).with_payload(b"abcd")).unwrap();
     assert_eq!(r.flags, flags(RST | ACK));
     assert_eq!(r.seq_number, SeqNumber(0));
     assert_eq!(r.ack_number, REMOTE_SEQ + 6);
@@ -512,10 +510,7 @@ fn listen_syn_cookies_when_the_syn_queue_is_full() {
     assert_eq!(l.counters().cookies_invalid, 1);
     assert_eq!(listener_output(&mut l, t(20))[0].1.repr.flags, flags(RST));
     // The real ACK, with data, makes an established connection.
-    let ack = TcpRepr {
-        payload: b"hi",
-        ..peer_ack(REMOTE_SEQ + 1, iss + 1)
-    };
+    let ack = peer_ack(REMOTE_SEQ + 1, iss + 1).with_payload(b"hi");
     l.on_segment(t(30), REMOTE, &ack).unwrap();
     let mut c = l.accept().unwrap();
     assert_eq!(c.state(), State::Established);
@@ -561,10 +556,11 @@ fn listen_retransmits_syn_ack_then_gives_up() {
 #[test]
 fn syn_sent_syn_ack_establishes() {
     let mut c = socket_syn_sent();
-    send!(c, time 10, TcpRepr {
-        options: TcpOptions { mss: Some(1000), ..OPTS_NONE },
-        ..peer(SYN | ACK, REMOTE_SEQ, LOCAL_SEQ + 1)
-    });
+    let mss_1000 = TcpOptions {
+        mss: Some(1000),
+        ..OPTS_NONE
+    };
+    send!(c, time 10, peer(SYN | ACK, REMOTE_SEQ, LOCAL_SEQ + 1).with_options(mss_1000));
     assert_eq!(c.state(), State::Established);
     assert_eq!(c.eff_mss(), 1000);
     assert_eq!(c.rtt().srtt(), Some(Duration::from_millis(10)));
@@ -579,10 +575,7 @@ fn syn_sent_syn_is_simultaneous_open() {
     assert_eq!(c.state(), State::SynReceived);
     recv!(
         c,
-        [TcpRepr {
-            options: OPTS_MSS,
-            ..ours(SYN | ACK, LOCAL_SEQ, REMOTE_SEQ + 1)
-        }]
+        [ours(SYN | ACK, LOCAL_SEQ, REMOTE_SEQ + 1).with_options(OPTS_MSS)]
     );
     // The peer's SYN-ACK completes it.
     send!(
@@ -602,13 +595,7 @@ fn syn_sent_bad_ack_gets_rst() {
         peer(SYN | ACK, REMOTE_SEQ, LOCAL_SEQ + 5),
         Err(DropReason::BadHandshakeAck)
     );
-    recv!(
-        c,
-        [TcpRepr {
-            window: 0,
-            ..ours(RST, LOCAL_SEQ + 5, NO_ACK)
-        }]
-    );
+    recv!(c, [ours(RST, LOCAL_SEQ + 5, NO_ACK).with_window(0)]);
     // An ACK of the ISS itself is just as bad.
     send!(
         c,
@@ -646,10 +633,7 @@ fn syn_sent_ack_data_fin_without_syn_dropped() {
     let mut c = socket_syn_sent();
     send!(
         c,
-        TcpRepr {
-            payload: b"abc",
-            ..peer(ACK | FIN, REMOTE_SEQ, LOCAL_SEQ + 1)
-        },
+        peer(ACK | FIN, REMOTE_SEQ, LOCAL_SEQ + 1).with_payload(b"abc"),
         Err(DropReason::NoSynInSynSent)
     );
     recv_nothing!(c);
@@ -664,7 +648,7 @@ fn syn_sent_retries_then_times_out() {
     });
     assert_eq!(output(&mut c, t(0)).len(), 1);
     recv_nothing!(c, time 999);
-    recv!(c, time 1000, [TcpRepr { options: OPTS_MSS, ..ours(SYN, LOCAL_SEQ, NO_ACK) }]);
+    recv!(c, time 1000, [ours(SYN, LOCAL_SEQ, NO_ACK).with_options(OPTS_MSS)]);
     // Backoff: the next one after 2 s.
     recv_nothing!(c, time 2999);
     assert_eq!(output(&mut c, t(3000)).len(), 1);
@@ -691,10 +675,7 @@ fn syn_sent_shutdown_sends_fin_after_handshake() {
     assert_eq!(c.state(), State::FinWait1);
     recv!(
         c,
-        [TcpRepr {
-            payload: b"req",
-            ..ours(ACK | PSH | FIN, LOCAL_SEQ + 1, REMOTE_SEQ + 1)
-        }]
+        [ours(ACK | PSH | FIN, LOCAL_SEQ + 1, REMOTE_SEQ + 1).with_payload(b"req")]
     );
 }
 
@@ -703,10 +684,7 @@ fn syn_sent_shutdown_sends_fin_after_handshake() {
 #[test]
 fn syn_received_ack_with_data_establishes() {
     let mut c = socket_syn_received();
-    send!(c, time 20, TcpRepr {
-        payload: b"hello",
-        ..peer(ACK | PSH, REMOTE_SEQ + 1, LOCAL_SEQ + 1)
-    });
+    send!(c, time 20, peer(ACK | PSH, REMOTE_SEQ + 1, LOCAL_SEQ + 1).with_payload(b"hello"));
     assert_eq!(c.state(), State::Established);
     let mut buf = [0; 16];
     assert_eq!(c.recv(&mut buf), Ok(5));
@@ -724,25 +702,13 @@ fn syn_received_bad_ack_gets_rst() {
         peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ),
         Err(DropReason::BadHandshakeAck)
     );
-    recv!(
-        c,
-        [TcpRepr {
-            window: 0,
-            ..ours(RST, LOCAL_SEQ, NO_ACK)
-        }]
-    );
+    recv!(c, [ours(RST, LOCAL_SEQ, NO_ACK).with_window(0)]);
     send!(
         c,
         peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 100),
         Err(DropReason::BadHandshakeAck)
     );
-    recv!(
-        c,
-        [TcpRepr {
-            window: 0,
-            ..ours(RST, LOCAL_SEQ + 100, NO_ACK)
-        }]
-    );
+    recv!(c, [ours(RST, LOCAL_SEQ + 100, NO_ACK).with_window(0)]);
     assert_eq!(c.state(), State::SynReceived);
 }
 
@@ -752,10 +718,7 @@ fn syn_received_retransmitted_syn_resends_syn_ack() {
     send!(c, syn_from_peer());
     recv!(
         c,
-        [TcpRepr {
-            options: OPTS_MSS,
-            ..ours(SYN | ACK, LOCAL_SEQ, REMOTE_SEQ + 1)
-        }]
+        [ours(SYN | ACK, LOCAL_SEQ, REMOTE_SEQ + 1).with_options(OPTS_MSS)]
     );
 }
 
@@ -860,10 +823,7 @@ fn syn_received_options_only_as_offered() {
 fn syn_received_retransmits_syn_ack() {
     let mut c = socket_syn_received();
     recv_nothing!(c, time 999);
-    recv!(c, time 1000, [TcpRepr {
-        options: OPTS_MSS,
-        ..ours(SYN | ACK, LOCAL_SEQ, REMOTE_SEQ + 1)
-    }]);
+    recv!(c, time 1000, [ours(SYN | ACK, LOCAL_SEQ, REMOTE_SEQ + 1).with_options(OPTS_MSS)]);
 }
 
 // ---- ESTABLISHED ----
@@ -871,10 +831,10 @@ fn syn_received_retransmits_syn_ack() {
 #[test]
 fn established_receives_in_order_data_with_delayed_ack() {
     let mut c = socket_established();
-    send!(c, time 0, TcpRepr { payload: b"abcdef", ..peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1) });
+    send!(c, time 0, peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1).with_payload(b"abcdef"));
     assert_eq!(c.poll_timeout(), Some(t(40)));
     recv_nothing!(c, time 39);
-    recv!(c, time 40, [TcpRepr { window: 58, ..our_ack(LOCAL_SEQ + 1, REMOTE_SEQ + 7) }]);
+    recv!(c, time 40, [our_ack(LOCAL_SEQ + 1, REMOTE_SEQ + 7).with_window(58)]);
     let (a, b) = c.peek().unwrap();
     assert_eq!([a, b].concat(), b"abcdef");
     c.consume(6);
@@ -890,10 +850,7 @@ fn established_acks_every_second_full_segment() {
         },
         OPTS_NONE,
     );
-    let seg = |i: usize| TcpRepr {
-        payload: &[7; 536],
-        ..peer_ack(REMOTE_SEQ + 1 + i * 536, LOCAL_SEQ + 1)
-    };
+    let seg = |i: usize| peer_ack(REMOTE_SEQ + 1 + i * 536, LOCAL_SEQ + 1).with_payload(&[7; 536]);
     send!(c, seg(0));
     recv_nothing!(c, time 0);
     send!(c, seg(1));
@@ -905,31 +862,18 @@ fn established_acks_every_second_full_segment() {
 #[test]
 fn established_out_of_order_is_reassembled() {
     let mut c = socket_established();
-    let seg = |off: usize, data: &'static [u8]| TcpRepr {
-        payload: data,
-        ..peer_ack(REMOTE_SEQ + 1 + off, LOCAL_SEQ + 1)
+    let seg = |off: usize, data: &'static [u8]| {
+        peer_ack(REMOTE_SEQ + 1 + off, LOCAL_SEQ + 1).with_payload(data)
     };
     send!(c, seg(4, b"efgh"));
     // Out of order: an immediate duplicate ACK.
-    recv!(
-        c,
-        [TcpRepr {
-            window: 64,
-            ..our_ack(LOCAL_SEQ + 1, REMOTE_SEQ + 1)
-        }]
-    );
+    recv!(c, [our_ack(LOCAL_SEQ + 1, REMOTE_SEQ + 1).with_window(64)]);
     send!(c, seg(2, b"cdef")); // overlaps
     send!(c, seg(6, b"gh")); // duplicate
                              // Both asked for an immediate ACK before output ran: one ACK.
     recv!(c, [our_ack(LOCAL_SEQ + 1, REMOTE_SEQ + 1)]);
     send!(c, seg(0, b"ab")); // fills the hole: immediate ACK
-    recv!(
-        c,
-        [TcpRepr {
-            window: 56,
-            ..our_ack(LOCAL_SEQ + 1, REMOTE_SEQ + 9)
-        }]
-    );
+    recv!(c, [our_ack(LOCAL_SEQ + 1, REMOTE_SEQ + 9).with_window(56)]);
     let mut buf = [0; 16];
     assert_eq!(c.recv(&mut buf), Ok(8));
     assert_eq!(&buf[..8], b"abcdefgh");
@@ -941,20 +885,14 @@ fn established_data_outside_window_is_acked_and_dropped() {
     // Beyond the 64-byte window.
     send!(
         c,
-        TcpRepr {
-            payload: b"zz",
-            ..peer_ack(REMOTE_SEQ + 1 + 64, LOCAL_SEQ + 1)
-        },
+        peer_ack(REMOTE_SEQ + 1 + 64, LOCAL_SEQ + 1).with_payload(b"zz"),
         Err(DropReason::OutOfWindow)
     );
     recv!(c, [our_ack(LOCAL_SEQ + 1, REMOTE_SEQ + 1)]);
     // An old duplicate.
     send!(
         c,
-        TcpRepr {
-            payload: b"zz",
-            ..peer_ack(REMOTE_SEQ - 10, LOCAL_SEQ + 1)
-        },
+        peer_ack(REMOTE_SEQ - 10, LOCAL_SEQ + 1).with_payload(b"zz"),
         Err(DropReason::OutOfWindow)
     );
     recv!(c, [our_ack(LOCAL_SEQ + 1, REMOTE_SEQ + 1)]);
@@ -967,22 +905,13 @@ fn established_trims_data_past_the_window() {
     let data = [9u8; 80];
     send!(
         c,
-        TcpRepr {
-            payload: &data,
-            ..peer(ACK | FIN, REMOTE_SEQ + 1, LOCAL_SEQ + 1)
-        }
+        peer(ACK | FIN, REMOTE_SEQ + 1, LOCAL_SEQ + 1).with_payload(&data)
     );
     // 64 bytes kept, the FIN beyond them cut off; the cut is answered at
     // once, with the window shut.
     assert_eq!(c.recv_queue(), 64);
     assert_eq!(c.state(), State::Established);
-    recv!(
-        c,
-        [TcpRepr {
-            window: 0,
-            ..our_ack(LOCAL_SEQ + 1, REMOTE_SEQ + 65)
-        }]
-    );
+    recv!(c, [our_ack(LOCAL_SEQ + 1, REMOTE_SEQ + 65).with_window(0)]);
 }
 
 #[test]
@@ -990,21 +919,12 @@ fn established_fin_goes_to_close_wait() {
     let mut c = socket_established();
     send!(
         c,
-        TcpRepr {
-            payload: b"xy",
-            ..peer(ACK | FIN, REMOTE_SEQ + 1, LOCAL_SEQ + 1)
-        }
+        peer(ACK | FIN, REMOTE_SEQ + 1, LOCAL_SEQ + 1).with_payload(b"xy")
     );
     assert_eq!(c.state(), State::CloseWait);
     // The FIN takes a sequence number but no buffer space; the right edge
     // stays where it was (61 = 64 - 3).
-    recv!(
-        c,
-        [TcpRepr {
-            window: 61,
-            ..our_ack(LOCAL_SEQ + 1, REMOTE_SEQ + 4)
-        }]
-    );
+    recv!(c, [our_ack(LOCAL_SEQ + 1, REMOTE_SEQ + 4).with_window(61)]);
     let mut buf = [0; 4];
     assert_eq!(c.recv(&mut buf), Ok(2));
     assert_eq!(c.recv(&mut buf), Err(RecvError::Finished));
@@ -1015,18 +935,12 @@ fn established_out_of_order_fin_waits_for_the_hole() {
     let mut c = socket_established();
     send!(
         c,
-        TcpRepr {
-            payload: b"cd",
-            ..peer(ACK | FIN, REMOTE_SEQ + 3, LOCAL_SEQ + 1)
-        }
+        peer(ACK | FIN, REMOTE_SEQ + 3, LOCAL_SEQ + 1).with_payload(b"cd")
     );
     assert_eq!(c.state(), State::Established);
     send!(
         c,
-        TcpRepr {
-            payload: b"ab",
-            ..peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1)
-        }
+        peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1).with_payload(b"ab")
     );
     assert_eq!(c.state(), State::CloseWait);
     assert_eq!(c.tcb().rcv_nxt, REMOTE_SEQ + 6);
@@ -1088,10 +1002,7 @@ fn established_ack_of_unsent_data_is_answered_and_dropped() {
     let mut c = socket_established();
     send!(
         c,
-        TcpRepr {
-            payload: b"data",
-            ..peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 100)
-        },
+        peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 100).with_payload(b"data"),
         Err(DropReason::AckUnsent)
     );
     recv!(c, [our_ack(LOCAL_SEQ + 1, REMOTE_SEQ + 1)]);
@@ -1119,10 +1030,7 @@ fn established_no_ack_flag_dropped() {
     let mut c = socket_established();
     send!(
         c,
-        TcpRepr {
-            payload: b"abc",
-            ..peer(NONE, REMOTE_SEQ + 1, NO_ACK)
-        },
+        peer(NONE, REMOTE_SEQ + 1, NO_ACK).with_payload(b"abc"),
         Err(DropReason::NoAck)
     );
     assert_eq!(c.recv_queue(), 0);
@@ -1132,10 +1040,7 @@ fn established_no_ack_flag_dropped() {
 fn established_sends_and_gets_acked() {
     let mut c = socket_established();
     assert_eq!(c.send(b"abcdef"), Ok(6));
-    recv!(c, time 0, [TcpRepr {
-        payload: b"abcdef",
-        ..ours(ACK | PSH, LOCAL_SEQ + 1, REMOTE_SEQ + 1)
-    }]);
+    recv!(c, time 0, [ours(ACK | PSH, LOCAL_SEQ + 1, REMOTE_SEQ + 1).with_payload(b"abcdef")]);
     assert_eq!(c.poll_timeout(), Some(t(1000)));
     send!(c, time 30, peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 7));
     assert_eq!(c.send_queue(), 0);
@@ -1166,10 +1071,7 @@ fn established_nagle_holds_small_segments() {
     c.send(b"c").unwrap();
     recv_nothing!(c, time 0);
     send!(c, time 10, peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 2));
-    recv!(c, time 10, [TcpRepr {
-        payload: b"bc",
-        ..ours(ACK | PSH, LOCAL_SEQ + 2, REMOTE_SEQ + 1)
-    }]);
+    recv!(c, time 10, [ours(ACK | PSH, LOCAL_SEQ + 2, REMOTE_SEQ + 1).with_payload(b"bc")]);
     // Without Nagle small writes go out at once.
     c.set_nodelay(true);
     c.send(b"d").unwrap();
@@ -1182,10 +1084,7 @@ fn established_retransmits_on_timeout_with_backoff() {
     c.send(b"abc").unwrap();
     assert_eq!(output(&mut c, t(0)).len(), 1);
     recv_nothing!(c, time 999);
-    let data = TcpRepr {
-        payload: b"abc",
-        ..ours(ACK | PSH, LOCAL_SEQ + 1, REMOTE_SEQ + 1)
-    };
+    let data = ours(ACK | PSH, LOCAL_SEQ + 1, REMOTE_SEQ + 1).with_payload(b"abc");
     recv!(c, time 1000, [data]);
     assert_eq!(c.cwnd(), c.eff_mss(), "RTO: cwnd to one segment");
     recv_nothing!(c, time 2999);
@@ -1220,19 +1119,10 @@ fn established_fast_retransmit_on_three_dup_acks() {
     c.tcb.send_mss = 64;
     c.snd_buf = SendBuffer::new(1024);
     c.cc = congestion::Congestion::new(congestion::Algorithm::NewReno, 64, 10);
-    send!(
-        c,
-        TcpRepr {
-            window: 1000,
-            ..peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1)
-        }
-    );
+    send!(c, peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1).with_window(1000));
     c.send(&[5; 320]).unwrap();
     assert_eq!(output(&mut c, t(0)).len(), 5);
-    let dup = TcpRepr {
-        window: 1000,
-        ..peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1)
-    };
+    let dup = peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1).with_window(1000);
     send!(c, time 10, dup);
     send!(c, time 10, dup);
     recv_nothing!(c, time 10);
@@ -1245,7 +1135,7 @@ fn established_fast_retransmit_on_three_dup_acks() {
     // ssthresh = max(flight / 2, 2 SMSS) = 160; cwnd = ssthresh + 3 SMSS.
     assert_eq!(c.cwnd(), 160 + 3 * 64);
     // A partial ACK retransmits the next hole at once.
-    send!(c, time 20, TcpRepr { window: 1000, ..peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 65) });
+    send!(c, time 20, peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 65).with_window(1000));
     let out = output(&mut c, t(20));
     assert_eq!(out[0].repr.seq_number, LOCAL_SEQ + 65);
     // The full ACK ends recovery.
@@ -1258,13 +1148,7 @@ fn established_fast_retransmit_on_three_dup_acks() {
 fn established_zero_window_probing_with_backoff() {
     let mut c = socket_established();
     c.set_nodelay(true);
-    send!(
-        c,
-        TcpRepr {
-            window: 0,
-            ..peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1)
-        }
-    );
+    send!(c, peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1).with_window(0));
     c.send(b"abc").unwrap();
     recv_nothing!(c, time 0);
     // Persist timer at the RTO (1 s), then doubling.
@@ -1287,48 +1171,24 @@ fn established_window_update_on_read() {
     let mut c = socket_established();
     send!(
         c,
-        TcpRepr {
-            payload: &[1; 64],
-            ..peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1)
-        }
+        peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1).with_payload(&[1; 64])
     );
-    recv!(
-        c,
-        [TcpRepr {
-            window: 0,
-            ..our_ack(LOCAL_SEQ + 1, REMOTE_SEQ + 65)
-        }]
-    );
+    recv!(c, [our_ack(LOCAL_SEQ + 1, REMOTE_SEQ + 65).with_window(0)]);
     // A zero window admits the segment's ACK, not its text; the refused
     // text is answered at once (RFC 9293 §3.10.7.4).
     send!(
         c,
-        TcpRepr {
-            payload: &[2; 4],
-            ..peer_ack(REMOTE_SEQ + 65, LOCAL_SEQ + 1)
-        }
+        peer_ack(REMOTE_SEQ + 65, LOCAL_SEQ + 1).with_payload(&[2; 4])
     );
     assert_eq!(c.recv_queue(), 64);
-    recv!(
-        c,
-        [TcpRepr {
-            window: 0,
-            ..our_ack(LOCAL_SEQ + 1, REMOTE_SEQ + 65)
-        }]
-    );
+    recv!(c, [our_ack(LOCAL_SEQ + 1, REMOTE_SEQ + 65).with_window(0)]);
     let mut buf = [0; 8];
     // Reading a little does not announce a silly window (SWS avoidance).
     c.recv(&mut buf).unwrap();
     recv_nothing!(c);
     let mut big = [0; 64];
     c.recv(&mut big).unwrap();
-    recv!(
-        c,
-        [TcpRepr {
-            window: 64,
-            ..our_ack(LOCAL_SEQ + 1, REMOTE_SEQ + 65)
-        }]
-    );
+    recv!(c, [our_ack(LOCAL_SEQ + 1, REMOTE_SEQ + 65).with_window(64)]);
 }
 
 #[test]
@@ -1356,13 +1216,7 @@ fn established_abort_sends_rst() {
     let mut c = socket_established();
     c.abort(t(0));
     assert_eq!(c.state(), State::Closed);
-    recv!(
-        c,
-        [TcpRepr {
-            window: 0,
-            ..ours(RST, LOCAL_SEQ + 1, NO_ACK)
-        }]
-    );
+    recv!(c, [ours(RST, LOCAL_SEQ + 1, NO_ACK).with_window(0)]);
     assert_eq!(c.close_reason(), Some(CloseReason::Aborted));
 }
 
@@ -1411,13 +1265,10 @@ fn established_with(cfg: Config, peer_opts: TcpOptions) -> Connection {
     });
     send!(
         c,
-        TcpRepr {
-            options: TcpOptions {
-                timestamps: ts,
-                ..OPTS_NONE
-            },
-            ..peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1)
-        }
+        peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1).with_options(TcpOptions {
+            timestamps: ts,
+            ..OPTS_NONE
+        })
     );
     assert_eq!(c.state(), State::Established);
     fresh_rtt(&mut c);
@@ -1462,21 +1313,12 @@ fn window_scaling_applies_after_syn_only() {
     assert_eq!(c.tcb().snd_wnd, 1000, "the SYN's window is not scaled");
     assert_eq!(c.tcb().snd_wnd_shift, 14);
     output(&mut c, t(0));
-    send!(
-        c,
-        TcpRepr {
-            window: 2,
-            ..peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1)
-        }
-    );
+    send!(c, peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1).with_window(2));
     assert_eq!(c.tcb().snd_wnd, 2 << 14);
     // Our windows go out scaled by 5 (1 MiB).
     send!(
         c,
-        TcpRepr {
-            payload: &[0; 10],
-            ..peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1)
-        }
+        peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1).with_payload(&[0; 10])
     );
     c.ack_now = true;
     let out = output(&mut c, t(0));
@@ -1500,18 +1342,12 @@ fn timestamps_echo_paws_and_rtt() {
         })
     );
     // RTT from the echo: 80 - 50.
-    send!(c, time 80, TcpRepr {
-        options: ts_opts(120, 50),
-        ..peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 4)
-    });
+    send!(c, time 80, peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 4).with_options(ts_opts(120, 50)));
     assert_eq!(c.rtt().srtt(), Some(Duration::from_millis(30)));
     assert_eq!(c.tcb().ts_recent, 120);
     // PAWS: an older TSval is an old duplicate: ACK and drop.
-    send!(c, time 90, TcpRepr {
-        options: ts_opts(110, 50),
-        payload: b"old",
-        ..peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 4)
-    }, Err(DropReason::Paws));
+    let old = peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 4).with_options(ts_opts(110, 50));
+    send!(c, time 90, old.with_payload(b"old"), Err(DropReason::Paws));
     assert_eq!(c.recv_queue(), 0);
     let out = output(&mut c, t(90));
     assert_eq!(out.len(), 1);
@@ -1538,10 +1374,7 @@ fn sack_blocks_generated_per_rfc2018() {
             ..OPTS_NONE
         },
     );
-    let seg = |off: usize| TcpRepr {
-        payload: &[3; 10],
-        ..peer_ack(REMOTE_SEQ + 1 + off, LOCAL_SEQ + 1)
-    };
+    let seg = |off: usize| peer_ack(REMOTE_SEQ + 1 + off, LOCAL_SEQ + 1).with_payload(&[3; 10]);
     let block = |l: usize, r: usize| {
         Some(SackBlock {
             left: REMOTE_SEQ + 1 + l,
@@ -1599,10 +1432,7 @@ fn fin_wait_1_still_receives_data() {
     let mut c = socket_fin_wait_1();
     send!(
         c,
-        TcpRepr {
-            payload: b"late",
-            ..peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1)
-        }
+        peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1).with_payload(b"late")
     );
     assert_eq!(c.recv_queue(), 4);
     assert_eq!(c.send(b"x"), Err(SendError::Closed));
@@ -1635,21 +1465,12 @@ fn fin_wait_2_receives_data_then_fin() {
     let mut c = socket_fin_wait_2();
     send!(
         c,
-        TcpRepr {
-            payload: b"more",
-            ..peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 2)
-        }
+        peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 2).with_payload(b"more")
     );
     assert_eq!(c.recv_queue(), 4);
     send!(c, peer(ACK | FIN, REMOTE_SEQ + 5, LOCAL_SEQ + 2));
     assert_eq!(c.state(), State::TimeWait);
-    recv!(
-        c,
-        [TcpRepr {
-            window: 59,
-            ..our_ack(LOCAL_SEQ + 2, REMOTE_SEQ + 6)
-        }]
-    );
+    recv!(c, [our_ack(LOCAL_SEQ + 2, REMOTE_SEQ + 6).with_window(59)]);
 }
 
 #[test]
@@ -1768,10 +1589,7 @@ fn time_wait_ignores_rst_and_challenges_syn() {
     // Data is not accepted any more.
     send!(
         c,
-        TcpRepr {
-            payload: b"zz",
-            ..peer_ack(REMOTE_SEQ + 2, LOCAL_SEQ + 2)
-        }
+        peer_ack(REMOTE_SEQ + 2, LOCAL_SEQ + 2).with_payload(b"zz")
     );
     assert_eq!(c.recv_queue(), 0);
 }
@@ -1784,10 +1602,7 @@ fn close_wait_keeps_sending() {
     c.send(b"reply").unwrap();
     recv!(
         c,
-        [TcpRepr {
-            payload: b"reply",
-            ..ours(ACK | PSH, LOCAL_SEQ + 1, REMOTE_SEQ + 2)
-        }]
+        [ours(ACK | PSH, LOCAL_SEQ + 1, REMOTE_SEQ + 2).with_payload(b"reply")]
     );
 }
 
@@ -1796,10 +1611,7 @@ fn close_wait_data_after_fin_is_not_accepted() {
     let mut c = socket_close_wait();
     send!(
         c,
-        TcpRepr {
-            payload: b"bogus",
-            ..peer_ack(REMOTE_SEQ + 2, LOCAL_SEQ + 1)
-        }
+        peer_ack(REMOTE_SEQ + 2, LOCAL_SEQ + 1).with_payload(b"bogus")
     );
     assert_eq!(c.recv_queue(), 0);
     assert_eq!(c.recv(&mut [0; 4]), Err(RecvError::Finished));
@@ -1983,18 +1795,12 @@ fn timestamp_echo_older_than_a_retransmission_is_no_sample() {
     let again = output(&mut c, t(1010));
     assert_eq!(again[0].repr.options.timestamps.unwrap().tsval, 1010);
     // An ACK echoing the first transmission (its ACK was lost) is no sample.
-    send!(c, time 1020, TcpRepr {
-        options: ts_opts(200, 10),
-        ..peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 4)
-    });
+    send!(c, time 1020, peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 4).with_options(ts_opts(200, 10)));
     assert_eq!(c.rtt().srtt(), None);
     // Once all is acknowledged, fresh echoes are samples again.
     c.send(b"d").unwrap();
     output(&mut c, t(1100));
-    send!(c, time 1140, TcpRepr {
-        options: ts_opts(300, 1100),
-        ..peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 5)
-    });
+    send!(c, time 1140, peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 5).with_options(ts_opts(300, 1100)));
     assert_eq!(c.rtt().srtt(), Some(Duration::from_millis(40)));
 }
 
@@ -2002,24 +1808,14 @@ fn timestamp_echo_older_than_a_retransmission_is_no_sample() {
 fn pure_ack_stays_inside_the_peers_window() {
     let mut c = socket_established();
     c.set_nodelay(true);
-    send!(
-        c,
-        TcpRepr {
-            window: 4,
-            ..peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1)
-        }
-    );
+    send!(c, peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1).with_window(4));
     c.send(b"abcd").unwrap();
     assert_eq!(output(&mut c, t(0)).len(), 1);
     // Timeout rewinds SND.NXT; the peer then shrinks its window to zero.
     output(&mut c, t(1000));
-    send!(c, time 1001, TcpRepr { window: 0, ..peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1) });
+    send!(c, time 1001, peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1).with_window(0));
     // Out-of-order data asks for an immediate ACK.
-    send!(c, time 1002, TcpRepr {
-        payload: b"x",
-        window: 0,
-        ..peer_ack(REMOTE_SEQ + 2, LOCAL_SEQ + 1)
-    });
+    send!(c, time 1002, peer_ack(REMOTE_SEQ + 2, LOCAL_SEQ + 1).with_payload(b"x").with_window(0));
     let out = output(&mut c, t(1002));
     let ack = out.iter().find(|s| s.payload.is_empty()).unwrap();
     // SND.MAX (LOCAL+5) is past SND.UNA + SND.WND (LOCAL+1).
@@ -2194,21 +1990,12 @@ fn close_with_unread_data_resets() {
     let mut c = socket_established();
     send!(
         c,
-        TcpRepr {
-            payload: b"unread",
-            ..peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1)
-        }
+        peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1).with_payload(b"unread")
     );
     c.close(t(0));
     assert_eq!(c.state(), State::Closed);
     assert_eq!(c.close_reason(), Some(CloseReason::Aborted));
-    recv!(
-        c,
-        [TcpRepr {
-            window: 0,
-            ..ours(RST, LOCAL_SEQ + 1, NO_ACK)
-        }]
-    );
+    recv!(c, [ours(RST, LOCAL_SEQ + 1, NO_ACK).with_window(0)]);
 }
 
 #[test]
@@ -2219,19 +2006,10 @@ fn data_after_close_resets() {
     assert_eq!(c.state(), State::FinWait1);
     send!(
         c,
-        TcpRepr {
-            payload: b"late",
-            ..peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 2)
-        }
+        peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 2).with_payload(b"late")
     );
     assert_eq!(c.state(), State::Closed);
-    recv!(
-        c,
-        [TcpRepr {
-            window: 0,
-            ..ours(RST, LOCAL_SEQ + 2, NO_ACK)
-        }]
-    );
+    recv!(c, [ours(RST, LOCAL_SEQ + 2, NO_ACK).with_window(0)]);
 }
 
 #[test]
@@ -2272,20 +2050,8 @@ fn sender_sws_avoidance_and_override() {
     c.snd_buf = SendBuffer::new(1024);
     c.tcb.send_mss = 100;
     // The peer offered 1000 once; now only 10 bytes are usable.
-    send!(
-        c,
-        TcpRepr {
-            window: 1000,
-            ..peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1)
-        }
-    );
-    send!(
-        c,
-        TcpRepr {
-            window: 10,
-            ..peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1)
-        }
-    );
+    send!(c, peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1).with_window(1000));
+    send!(c, peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1).with_window(10));
     c.send(&[1; 300]).unwrap();
     // 10 bytes is neither a full segment nor half the largest window.
     recv_nothing!(c, time 0);
@@ -2295,13 +2061,7 @@ fn sender_sws_avoidance_and_override() {
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].payload.len(), 10);
     // Half of the largest window is enough to send at once.
-    send!(
-        c,
-        TcpRepr {
-            window: 510,
-            ..peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 11)
-        }
-    );
+    send!(c, peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 11).with_window(510));
     let out = output(&mut c, at);
     let lens: Vec<usize> = out.iter().map(|s| s.payload.len()).collect();
     assert_eq!(lens, [100, 100, 90]);
@@ -2320,17 +2080,11 @@ fn nothing_is_accepted_past_the_fin() {
     );
     send!(
         c,
-        TcpRepr {
-            payload: b"cdefgh",
-            ..peer_ack(REMOTE_SEQ + 3, LOCAL_SEQ + 1)
-        }
+        peer_ack(REMOTE_SEQ + 3, LOCAL_SEQ + 1).with_payload(b"cdefgh")
     );
     send!(
         c,
-        TcpRepr {
-            payload: b"ab",
-            ..peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1)
-        }
+        peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1).with_payload(b"ab")
     );
     assert_eq!(c.state(), State::CloseWait);
     assert_eq!(c.recv_queue(), 4);
@@ -2746,7 +2500,7 @@ fn scaled_window_edge_stays_inside_the_buffer() {
             send!(
                 c,
                 time now,
-                TcpRepr { payload: &data, ..peer_ack(sent, LOCAL_SEQ + 1) }
+                peer_ack(sent, LOCAL_SEQ + 1).with_payload(&data)
             );
             sent += len;
             assert_eq!(
@@ -2771,13 +2525,7 @@ fn resend_after_timeout_is_not_held_by_sws_avoidance() {
     c.snd_buf = SendBuffer::new(1024);
     c.tcb.send_mss = 100;
     c.set_nodelay(true);
-    send!(
-        c,
-        TcpRepr {
-            window: 1000,
-            ..peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1)
-        }
-    );
+    send!(c, peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1).with_window(1000));
     c.send(&[1; 300]).unwrap();
     let lens: Vec<usize> = output(&mut c, t(0))
         .iter()
@@ -2788,10 +2536,7 @@ fn resend_after_timeout_is_not_held_by_sws_avoidance() {
     send!(
         c,
         time 10,
-        TcpRepr {
-            window: 10,
-            ..peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1)
-        }
+        peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1).with_window(10)
     );
     recv_nothing!(c, time 10);
     let rto = c.poll_timeout().unwrap();
