@@ -94,6 +94,16 @@ struct Seg {
     payload: Vec<u8>,
 }
 
+impl Seg {
+    /// The segment as it was emitted, to feed to the other end.
+    fn as_repr(&self) -> TcpRepr<'_> {
+        TcpRepr {
+            payload: &self.payload,
+            ..self.repr
+        }
+    }
+}
+
 impl From<&TcpRepr<'_>> for Seg {
     fn from(r: &TcpRepr<'_>) -> Seg {
         Seg {
@@ -1648,6 +1658,13 @@ fn last_ack_retransmits_fin_and_rst_closes() {
 
 // ---- closing sequences end to end ----
 
+/// Feed segments to a connection, whatever it makes of them.
+fn deliver(c: &mut Connection, segs: Vec<Seg>, now: Instant) {
+    for s in segs {
+        let _ = c.on_segment(now, &s.as_repr());
+    }
+}
+
 /// Pass everything each side emits to the other until both are quiet.
 fn exchange(a: &mut Connection, b: &mut Connection, now: Instant) {
     for _ in 0..100 {
@@ -1656,32 +1673,23 @@ fn exchange(a: &mut Connection, b: &mut Connection, now: Instant) {
         if from_a.is_empty() && from_b.is_empty() {
             return;
         }
-        for s in from_a {
-            let _ = b.on_segment(
-                now,
-                &TcpRepr {
-                    payload: &s.payload,
-                    ..s.repr
-                },
-            );
-        }
-        for s in from_b {
-            let _ = a.on_segment(
-                now,
-                &TcpRepr {
-                    payload: &s.payload,
-                    ..s.repr
-                },
-            );
-        }
+        deliver(b, from_a, now);
+        deliver(a, from_b, now);
     }
     panic!("no quiescence");
 }
 
-fn pair() -> (Connection, Connection) {
-    let mut a = Connection::connect(cfg(), TUPLE.reversed(), t(0), &KEY);
+/// A sends its SYN (client side, `TUPLE` reversed); B is made from it in
+/// SYN-RECEIVED with its SYN-ACK not yet sent.
+fn syn_pair(cfg: Config) -> (Connection, Connection) {
+    let mut a = Connection::connect(cfg.clone(), TUPLE.reversed(), t(0), &KEY);
     let syn = output(&mut a, t(0)).remove(0);
-    let mut b = Connection::accept_syn(cfg(), TUPLE, t(0), &KEY, &syn.repr);
+    let b = Connection::accept_syn(cfg, TUPLE, t(0), &KEY, &syn.repr);
+    (a, b)
+}
+
+fn pair() -> (Connection, Connection) {
+    let (mut a, mut b) = syn_pair(cfg());
     exchange(&mut a, &mut b, t(0));
     assert_eq!(
         (a.state(), b.state()),
@@ -1713,24 +1721,8 @@ fn simultaneous_close() {
     // Both FINs cross.
     let fa = output(&mut a, t(0));
     let fb = output(&mut b, t(0));
-    for s in fa {
-        let _ = b.on_segment(
-            t(0),
-            &TcpRepr {
-                payload: &s.payload,
-                ..s.repr
-            },
-        );
-    }
-    for s in fb {
-        let _ = a.on_segment(
-            t(0),
-            &TcpRepr {
-                payload: &s.payload,
-                ..s.repr
-            },
-        );
-    }
+    deliver(&mut b, fa, t(0));
+    deliver(&mut a, fb, t(0));
     assert_eq!((a.state(), b.state()), (State::Closing, State::Closing));
     exchange(&mut a, &mut b, t(0));
     assert_eq!((a.state(), b.state()), (State::TimeWait, State::TimeWait));
@@ -2578,9 +2570,7 @@ fn echo_bulk(recv_buffer: usize, timestamps: bool, millis: u64) -> EchoRun {
     // the one-way delay.
     let ns_per_byte = [2u64, 3];
     let delay = Duration::from_micros(20);
-    let mut a = Connection::connect(cfg.clone(), TUPLE.reversed(), t(0), &KEY);
-    let syn = output(&mut a, t(0)).remove(0);
-    let mut b = Connection::accept_syn(cfg, TUPLE, t(0), &KEY, &syn.repr);
+    let (mut a, mut b) = syn_pair(cfg);
     // Segments on the wire with their arrival time: [0] to the server, [1]
     // to the client.
     let mut wire: [VecDeque<(Instant, Seg)>; 2] = [VecDeque::new(), VecDeque::new()];
@@ -2614,13 +2604,7 @@ fn echo_bulk(recv_buffer: usize, timestamps: bool, millis: u64) -> EchoRun {
         }
         while wire[1].front().is_some_and(|(at, _)| *at <= now) {
             let (_, s) = wire[1].pop_front().unwrap();
-            let _ = a.on_segment(
-                now,
-                &TcpRepr {
-                    payload: &s.payload,
-                    ..s.repr
-                },
-            );
+            let _ = a.on_segment(now, &s.as_repr());
         }
         let reading = now.total_micros() % 10_000 >= 3_000;
         while wire[0].front().is_some_and(|(at, _)| *at <= now) {
@@ -2635,14 +2619,7 @@ fn echo_bulk(recv_buffer: usize, timestamps: bool, millis: u64) -> EchoRun {
                     0
                 }
             };
-            let _ = b.on_segment_deliver(
-                now,
-                &TcpRepr {
-                    payload: &s.payload,
-                    ..s.repr
-                },
-                Some(&mut echo),
-            );
+            let _ = b.on_segment_deliver(now, &s.as_repr(), Some(&mut echo));
             if in_order && s.payload.len() > room && b.state() == State::Established {
                 run.cut += 1;
             }
