@@ -2145,6 +2145,23 @@ fn reaction_matrix() {
     // Columns: SYN in / SYN out / ACK in / ACK out / data in / data out /
     // FIN in / FIN out / RST exact / RST in window / RST out.
     type Row = (fn() -> Connection, [(State, Reply); 11]);
+    // Each column's segment: control bits, SEG.SEQ as an offset from
+    // RCV.NXT (FAR is outside any window), text.
+    const FAR: usize = 1000;
+    const TEXT: &[u8] = b"0123456789";
+    let columns: [(u8, usize, &[u8]); 11] = [
+        (SYN, 5, &[]),
+        (SYN, FAR, &[]),
+        (ACK, 0, &[]),
+        (ACK, FAR, &[]),
+        (ACK, 0, TEXT),
+        (ACK, FAR, TEXT),
+        (ACK | FIN, 0, &[]),
+        (ACK | FIN, FAR, &[]),
+        (RST, 0, &[]),
+        (RST, 5, &[]),
+        (RST, FAR, &[]),
+    ];
     let table: [Row; 8] = [
         (
             socket_syn_received,
@@ -2287,67 +2304,8 @@ fn reaction_matrix() {
             } else {
                 c.tcb().snd_una
             };
-            let base = TcpRepr {
-                seq_number: r,
-                ack_number: ack,
-                ..SEND_TEMPL
-            };
-            let far = r + 1000;
-            let seg = match col {
-                0 => TcpRepr {
-                    flags: flags(SYN),
-                    seq_number: r + 5,
-                    ..base
-                },
-                1 => TcpRepr {
-                    flags: flags(SYN),
-                    seq_number: far,
-                    ..base
-                },
-                2 => TcpRepr {
-                    flags: flags(ACK),
-                    ..base
-                },
-                3 => TcpRepr {
-                    flags: flags(ACK),
-                    seq_number: far,
-                    ..base
-                },
-                4 => TcpRepr {
-                    flags: flags(ACK),
-                    payload: b"0123456789",
-                    ..base
-                },
-                5 => TcpRepr {
-                    flags: flags(ACK),
-                    seq_number: far,
-                    payload: b"0123456789",
-                    ..base
-                },
-                6 => TcpRepr {
-                    flags: flags(ACK | FIN),
-                    ..base
-                },
-                7 => TcpRepr {
-                    flags: flags(ACK | FIN),
-                    seq_number: far,
-                    ..base
-                },
-                8 => TcpRepr {
-                    flags: flags(RST),
-                    ..base
-                },
-                9 => TcpRepr {
-                    flags: flags(RST),
-                    seq_number: r + 5,
-                    ..base
-                },
-                _ => TcpRepr {
-                    flags: flags(RST),
-                    seq_number: far,
-                    ..base
-                },
-            };
+            let (f, off, payload) = columns[col];
+            let seg = peer(f, r + off, ack).with_payload(payload);
             let _ = c.on_segment(t(1), &seg);
             let got = (c.state(), classify(&output(&mut c, t(1))));
             assert_eq!(got, *want, "{start:?}, column {col}: {seg:?}");
