@@ -122,6 +122,11 @@ fn output(c: &mut Connection, now: Instant) -> Vec<Seg> {
     v
 }
 
+/// The text length of each segment.
+fn payload_lens(out: &[Seg]) -> Vec<usize> {
+    out.iter().map(|s| s.payload.len()).collect()
+}
+
 /// Feed a segment, expecting it to be accepted.
 macro_rules! send {
     ($c:expr, time $ms:expr, $seg:expr) => {
@@ -211,6 +216,16 @@ fn socket_established() -> Connection {
     assert_eq!(c.state(), State::Established);
     recv_nothing!(c);
     fresh_rtt(&mut c);
+    c
+}
+
+/// ESTABLISHED with a peer MSS of `mss` (no options, so also the
+/// effective MSS) and room for `send_buffer` bytes, so that a few writes
+/// fill several segments.
+fn established_sender(mss: u16, send_buffer: usize) -> Connection {
+    let mut c = socket_established();
+    c.tcb.send_mss = mss;
+    c.snd_buf = SendBuffer::new(send_buffer);
     c
 }
 
@@ -1060,13 +1075,10 @@ fn established_sends_and_gets_acked() {
 
 #[test]
 fn established_segments_at_mss_psh_on_last() {
-    let mut c = socket_established();
-    c.tcb.send_mss = 64; // eff MSS 64
-    c.snd_buf = SendBuffer::new(256);
+    let mut c = established_sender(64, 256);
     assert_eq!(c.send(&[1; 150]), Ok(150));
     let out = output(&mut c, t(0));
-    let lens: Vec<usize> = out.iter().map(|s| s.payload.len()).collect();
-    assert_eq!(lens, [64, 64, 22]);
+    assert_eq!(payload_lens(&out), [64, 64, 22]);
     assert_eq!(out[0].repr.flags, flags(ACK));
     assert_eq!(out[2].repr.flags, flags(ACK | PSH));
     assert_eq!(out[2].repr.seq_number, LOCAL_SEQ + 129);
@@ -1125,9 +1137,7 @@ fn established_gives_up_after_data_retries() {
 
 #[test]
 fn established_fast_retransmit_on_three_dup_acks() {
-    let mut c = socket_established();
-    c.tcb.send_mss = 64;
-    c.snd_buf = SendBuffer::new(1024);
+    let mut c = established_sender(64, 1024);
     c.cc = congestion::Congestion::new(congestion::Algorithm::NewReno, 64, 10);
     send!(c, peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1).with_window(1000));
     c.send(&[5; 320]).unwrap();
@@ -2038,9 +2048,7 @@ fn time_wait_reuse_rules() {
 
 #[test]
 fn sender_sws_avoidance_and_override() {
-    let mut c = socket_established();
-    c.snd_buf = SendBuffer::new(1024);
-    c.tcb.send_mss = 100;
+    let mut c = established_sender(100, 1024);
     // The peer offered 1000 once; now only 10 bytes are usable.
     send!(c, peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1).with_window(1000));
     send!(c, peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1).with_window(10));
@@ -2055,8 +2063,7 @@ fn sender_sws_avoidance_and_override() {
     // Half of the largest window is enough to send at once.
     send!(c, peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 11).with_window(510));
     let out = output(&mut c, at);
-    let lens: Vec<usize> = out.iter().map(|s| s.payload.len()).collect();
-    assert_eq!(lens, [100, 100, 90]);
+    assert_eq!(payload_lens(&out), [100, 100, 90]);
 }
 
 #[test]
@@ -2471,17 +2478,11 @@ fn scaled_window_edge_stays_inside_the_buffer() {
 /// RFC 7323 §2.4 rule 4).
 #[test]
 fn resend_after_timeout_is_not_held_by_sws_avoidance() {
-    let mut c = socket_established();
-    c.snd_buf = SendBuffer::new(1024);
-    c.tcb.send_mss = 100;
+    let mut c = established_sender(100, 1024);
     c.set_nodelay(true);
     send!(c, peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1).with_window(1000));
     c.send(&[1; 300]).unwrap();
-    let lens: Vec<usize> = output(&mut c, t(0))
-        .iter()
-        .map(|s| s.payload.len())
-        .collect();
-    assert_eq!(lens, [100, 100, 100]);
+    assert_eq!(payload_lens(&output(&mut c, t(0))), [100, 100, 100]);
     // The peer takes nothing and its window shrinks to 10 bytes.
     send!(
         c,
