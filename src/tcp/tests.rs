@@ -377,11 +377,7 @@ fn rst_for_unmatched_segments() {
     assert_eq!(r.flags, flags(RST | ACK));
     assert_eq!(r.seq_number, SeqNumber(0));
     assert_eq!(r.ack_number, REMOTE_SEQ + 6);
-    assert!(rst_for_unmatched(&TcpRepr {
-        flags: flags(RST),
-        ..SEND_TEMPL
-    })
-    .is_none());
+    assert!(rst_for_unmatched(&peer(RST, SeqNumber(0), NO_ACK)).is_none());
 }
 
 // ---- LISTEN ----
@@ -445,18 +441,12 @@ fn listen_rst_ignored_ack_answered_with_rst() {
     assert_eq!(out[0].1.repr.flags, flags(RST));
     assert_eq!(out[0].1.repr.seq_number, LOCAL_SEQ + 7);
     // A bare FIN or data without SYN or ACK is dropped silently.
-    let fin = TcpRepr {
-        flags: flags(FIN),
-        ..SEND_TEMPL
-    };
+    let fin = peer(FIN, SeqNumber(0), NO_ACK);
     assert_eq!(
         l.on_segment(t(0), REMOTE, &fin),
         Err(DropReason::ListenNotSyn)
     );
-    let synfin = TcpRepr {
-        flags: flags(SYN | FIN),
-        ..SEND_TEMPL
-    };
+    let synfin = peer(SYN | FIN, SeqNumber(0), NO_ACK);
     assert_eq!(
         l.on_segment(t(0), REMOTE, &synfin),
         Err(DropReason::ListenNotSyn)
@@ -1273,10 +1263,7 @@ fn keepalive_off_by_default() {
 // ---- options: window scaling, timestamps, PAWS, SACK ----
 
 fn established_with(cfg: Config, peer_opts: TcpOptions) -> Connection {
-    let syn = TcpRepr {
-        options: peer_opts,
-        ..syn_from_peer()
-    };
+    let syn = syn_from_peer().with_options(peer_opts);
     let mut c = socket_syn_received_with(cfg, &syn);
     output(&mut c, t(0));
     let ts = peer_opts.timestamps.map(|_| Timestamps {
@@ -1324,11 +1311,7 @@ fn window_scaling_applies_after_syn_only() {
         window_scale: Some(20), // clamped to 14
         ..OPTS_NONE
     };
-    let syn = TcpRepr {
-        options: opts,
-        window: 1000,
-        ..syn_from_peer()
-    };
+    let syn = syn_from_peer().with_options(opts).with_window(1000);
     let mut c = socket_syn_received_with(cfg, &syn);
     assert_eq!(c.tcb().snd_wnd, 1000, "the SYN's window is not scaled");
     assert_eq!(c.tcb().snd_wnd_shift, 14);
@@ -2020,10 +2003,7 @@ fn time_wait_reuse_rules() {
     let syn = |seq: SeqNumber| peer(SYN, seq, NO_ACK);
     assert!(c.syn_may_reopen(&syn(REMOTE_SEQ + 1000)));
     assert!(!c.syn_may_reopen(&syn(REMOTE_SEQ)));
-    assert!(!c.syn_may_reopen(&TcpRepr {
-        flags: flags(SYN | ACK),
-        ..syn(REMOTE_SEQ + 1000)
-    }));
+    assert!(!c.syn_may_reopen(&peer(SYN | ACK, REMOTE_SEQ + 1000, NO_ACK)));
     assert!(!socket_established().syn_may_reopen(&syn(REMOTE_SEQ + 1000)));
     // With timestamps the TSval decides.
     let mut c = established_with_timestamps();
@@ -2031,17 +2011,10 @@ fn time_wait_reuse_rules() {
     output(&mut c, t(0));
     send!(
         c,
-        TcpRepr {
-            flags: flags(FIN | ACK),
-            options: ts_opts(500, 0),
-            ..peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 2)
-        }
+        peer(FIN | ACK, REMOTE_SEQ + 1, LOCAL_SEQ + 2).with_options(ts_opts(500, 0))
     );
     assert_eq!(c.state(), State::TimeWait);
-    let ts_syn = |tsval: u32, seq: SeqNumber| TcpRepr {
-        options: ts_opts(tsval, 0),
-        ..syn(seq)
-    };
+    let ts_syn = |tsval: u32, seq: SeqNumber| syn(seq).with_options(ts_opts(tsval, 0));
     assert!(c.syn_may_reopen(&ts_syn(501, REMOTE_SEQ)));
     assert!(!c.syn_may_reopen(&ts_syn(400, REMOTE_SEQ + 1000)));
 }
@@ -2070,13 +2043,7 @@ fn sender_sws_avoidance_and_override() {
 fn nothing_is_accepted_past_the_fin() {
     let mut c = socket_established();
     // FIN out of order at +4, then data claiming to run past it.
-    send!(
-        c,
-        TcpRepr {
-            flags: flags(ACK | FIN),
-            ..peer_ack(REMOTE_SEQ + 5, LOCAL_SEQ + 1)
-        }
-    );
+    send!(c, peer(ACK | FIN, REMOTE_SEQ + 5, LOCAL_SEQ + 1));
     send!(
         c,
         peer_ack(REMOTE_SEQ + 3, LOCAL_SEQ + 1).with_payload(b"cdefgh")
@@ -2328,11 +2295,7 @@ fn listen_data_before_accept_reaches_the_connection() {
     l.on_segment(t(1), REMOTE, &peer_ack(REMOTE_SEQ + 1, iss + 1))
         .unwrap();
     // Not accepted yet: the data still finds the connection (no RST).
-    let data = TcpRepr {
-        flags: flags(ACK | FIN),
-        payload: b"early",
-        ..peer_ack(REMOTE_SEQ + 1, iss + 1)
-    };
+    let data = peer(ACK | FIN, REMOTE_SEQ + 1, iss + 1).with_payload(b"early");
     l.on_segment(t(2), REMOTE, &data).unwrap();
     // Its ACK leaves through the listener.
     let out = listener_output(&mut l, t(2));
@@ -2355,10 +2318,8 @@ fn established_delivers_in_order_text_without_copy() {
     let mut c = socket_established();
     let mut got: Vec<u8> = Vec::new();
     let mut offers = 0;
-    let seg = |seq: SeqNumber, payload: &'static [u8]| TcpRepr {
-        payload,
-        ..peer_ack(seq, LOCAL_SEQ + 1)
-    };
+    let seg =
+        |seq: SeqNumber, payload: &'static [u8]| peer_ack(seq, LOCAL_SEQ + 1).with_payload(payload);
     // Taken whole: nothing reaches the receive buffer, RCV.NXT moves on and
     // the echo went into the send side.
     let mut take_all = |d: &[u8], tx: &mut SendHalf<'_>| {
