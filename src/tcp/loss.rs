@@ -448,7 +448,7 @@ mod tests {
     //! Two connections joined by a scripted path (10 ms each way) on which
     //! a test drops or delays chosen data segments.
 
-    use super::super::{Config, FourTuple, IsnKey};
+    use super::super::{Config, Counters, FourTuple, IsnKey};
     use super::*;
     use crate::time::Duration;
     use std::net::{Ipv4Addr, SocketAddrV4};
@@ -481,12 +481,12 @@ mod tests {
         b: Option<Connection>,
         wire: Vec<Seg>,
         data_sent: usize,
-        fate: fn(usize) -> Fate,
+        fate: Box<dyn Fn(usize) -> Fate>,
         received: usize,
     }
 
     impl Net {
-        fn new(fate: fn(usize) -> Fate) -> Net {
+        fn new(fate: impl Fn(usize) -> Fate + 'static) -> Net {
             Net::with(
                 Config {
                     congestion: super::super::congestion::Algorithm::NewReno,
@@ -496,7 +496,7 @@ mod tests {
             )
         }
 
-        fn with(cfg: Config, fate: fn(usize) -> Fate) -> Net {
+        fn with(cfg: Config, fate: impl Fn(usize) -> Fate + 'static) -> Net {
             let now = Instant::from_secs(1);
             let a = Connection::connect(cfg, TUPLE, now, &IsnKey::from_parts(1, 2));
             Net {
@@ -505,7 +505,7 @@ mod tests {
                 b: None,
                 wire: Vec::new(),
                 data_sent: 0,
-                fate,
+                fate: Box::new(fate),
                 received: 0,
             }
         }
@@ -628,6 +628,30 @@ mod tests {
             assert_eq!(self.a.send(&data), Ok(n * mss));
             n * mss
         }
+
+        /// `start(n)`, then run for `millis`: every byte must arrive.
+        fn transfer(&mut self, n: usize, millis: u64) -> Counters {
+            let total = self.start(n);
+            self.run(self.now + Duration::from_millis(millis));
+            assert_eq!(self.received, total);
+            *self.a.counters()
+        }
+    }
+
+    /// Drop the data segments `lost` picks, deliver the rest.
+    fn drop_if(lost: fn(usize) -> bool) -> impl Fn(usize) -> Fate {
+        move |n| if lost(n) { Fate::Drop } else { Fate::Deliver }
+    }
+
+    /// Hold back data segment `which` by `millis`, deliver the rest.
+    fn delay(which: usize, millis: u64) -> impl Fn(usize) -> Fate {
+        move |n| {
+            if n == which {
+                Fate::Delay(Duration::from_millis(millis))
+            } else {
+                Fate::Deliver
+            }
+        }
     }
 
     #[test]
@@ -635,11 +659,8 @@ mod tests {
         // Ten segments, the last one lost: nothing after it can produce
         // SACKs, so only the PTO (2 * SRTT = 40 ms, RFC 8985 §7.2) or the
         // RTO (>= 200 ms) can notice. The probe resends it.
-        let mut net = Net::new(|n| if n == 9 { Fate::Drop } else { Fate::Deliver });
-        let total = net.start(10);
-        net.run(net.now + Duration::from_millis(300));
-        let k = net.a.counters();
-        assert_eq!(net.received, total);
+        let mut net = Net::new(drop_if(|n| n == 9));
+        let k = net.transfer(10, 300);
         assert_eq!(k.timeouts, 0, "no RTO");
         assert_eq!(k.tlp_probes, 1);
         assert_eq!(k.tlp_losses, 1, "the probe repaired a loss (RFC 8985 §7.4)");
@@ -650,12 +671,9 @@ mod tests {
     fn sack_hole_is_resent_once_by_rack() {
         // Segment 3 of 20 lost: RACK marks it lost one reordering window
         // after a later segment is SACKed; only it is resent.
-        let mut net = Net::new(|n| if n == 3 { Fate::Drop } else { Fate::Deliver });
+        let mut net = Net::new(drop_if(|n| n == 3));
         let cwnd0 = net.a.cwnd();
-        let total = net.start(20);
-        net.run(net.now + Duration::from_millis(500));
-        let k = net.a.counters();
-        assert_eq!(net.received, total);
+        let k = net.transfer(20, 500);
         assert_eq!(k.timeouts, 0);
         assert_eq!(k.retransmits, 1);
         assert_eq!(k.fast_retransmits, 1, "one recovery episode");
@@ -672,17 +690,8 @@ mod tests {
         // segments 8 and 9: fewer than DupThresh SACKed segments, so RACK
         // waits its reordering window (min_RTT / 4 = 5 ms) and nothing is
         // resent.
-        let mut net = Net::new(|n| {
-            if n == 7 {
-                Fate::Delay(Duration::from_millis(2))
-            } else {
-                Fate::Deliver
-            }
-        });
-        let total = net.start(20);
-        net.run(net.now + Duration::from_millis(500));
-        let k = net.a.counters();
-        assert_eq!(net.received, total);
+        let mut net = Net::new(delay(7, 2));
+        let k = net.transfer(20, 500);
         assert_eq!(k.retransmits, 0, "{k:?}");
         assert_eq!(k.fast_retransmits, 0);
     }
@@ -694,17 +703,8 @@ mod tests {
         // *segments* (not blocks) make the reordering window zero (RFC 8985
         // §6.2 step 4): segment 3 is resent at once, the late original is
         // then reported as a duplicate (D-SACK) and the reduction undone.
-        let mut net = Net::new(|n| {
-            if n == 3 {
-                Fate::Delay(Duration::from_millis(2))
-            } else {
-                Fate::Deliver
-            }
-        });
-        let total = net.start(20);
-        net.run(net.now + Duration::from_millis(500));
-        let k = net.a.counters();
-        assert_eq!(net.received, total);
+        let mut net = Net::new(delay(3, 2));
+        let k = net.transfer(20, 500);
         assert_eq!(k.retransmits, 1, "{k:?}");
         assert_eq!(k.fast_retransmits, 1);
         assert_eq!(k.spurious_undos, 1);
@@ -715,17 +715,8 @@ mod tests {
         // Segment 3 arrives 40 ms late: RACK resends it first, the receiver
         // then gets the original as a duplicate and reports it in a D-SACK
         // (RFC 2883 §4); the sender restores its window (RFC 2883 §5).
-        let mut net = Net::new(|n| {
-            if n == 3 {
-                Fate::Delay(Duration::from_millis(40))
-            } else {
-                Fate::Deliver
-            }
-        });
-        let total = net.start(20);
-        net.run(net.now + Duration::from_millis(500));
-        let k = net.a.counters();
-        assert_eq!(net.received, total);
+        let mut net = Net::new(delay(3, 40));
+        let k = net.transfer(20, 500);
         assert_eq!(k.retransmits, 1);
         assert_eq!(k.fast_retransmits, 1);
         assert_eq!(k.spurious_undos, 1);
@@ -745,11 +736,8 @@ mod tests {
             initial_window: 4,
             ..Config::default()
         };
-        let mut net = Net::with(cfg, |n| if n == 1 { Fate::Drop } else { Fate::Deliver });
-        let total = net.start(8);
-        net.run(net.now + Duration::from_millis(500));
-        let k = net.a.counters();
-        assert_eq!(net.received, total);
+        let mut net = Net::with(cfg, drop_if(|n| n == 1));
+        let k = net.transfer(8, 500);
         assert_eq!(k.timeouts, 0, "no RTO");
         assert_eq!(k.fast_retransmits, 1);
         assert_eq!(k.retransmits, 1);
@@ -763,17 +751,8 @@ mod tests {
         // must be repaired by a second fast recovery, not by a timeout
         // (the RFC 6582 `recover` guard concerns duplicate ACKs; a
         // RACK-detected loss above it is new, RFC 6675 §5).
-        let mut net = Net::new(|n| {
-            if n == 3 || n == 15 {
-                Fate::Drop
-            } else {
-                Fate::Deliver
-            }
-        });
-        let total = net.start(40);
-        net.run(net.now + Duration::from_millis(1000));
-        let k = net.a.counters();
-        assert_eq!(net.received, total);
+        let mut net = Net::new(drop_if(|n| n == 3 || n == 15));
+        let k = net.transfer(40, 1000);
         assert_eq!(k.timeouts, 0, "no RTO");
         assert_eq!(k.fast_retransmits, 2, "two recovery episodes");
         assert_eq!(k.retransmits, 2);
@@ -790,17 +769,8 @@ mod tests {
         // one-segment PTO with the delayed-ACK allowance that the burst's
         // first segment alone would call for (that one fires after the
         // RTO, which then does the repair at a much higher price).
-        let mut net = Net::new(|n| {
-            if (10..=20).contains(&n) {
-                Fate::Drop
-            } else {
-                Fate::Deliver
-            }
-        });
-        let total = net.start(40);
-        net.run(net.now + Duration::from_millis(1000));
-        let k = net.a.counters();
-        assert_eq!(net.received, total);
+        let mut net = Net::new(drop_if(|n| (10..=20).contains(&n)));
+        let k = net.transfer(40, 1000);
         assert_eq!(k.timeouts, 0, "no RTO");
         assert!(k.tlp_probes >= 1);
     }

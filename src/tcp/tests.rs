@@ -39,6 +39,9 @@ const SEND_TEMPL: TcpRepr<'static> = TcpRepr {
     payload: &[],
 };
 
+/// SEG.ACK of a segment without the ACK bit: zero on the wire.
+const NO_ACK: SeqNumber = SeqNumber(0);
+
 /// What the connection sends.
 const RECV_TEMPL: TcpRepr<'static> = TcpRepr {
     src_port: 80,
@@ -91,6 +94,16 @@ struct Seg {
     payload: Vec<u8>,
 }
 
+impl Seg {
+    /// The segment as it was emitted, to feed to the other end.
+    fn as_repr(&self) -> TcpRepr<'_> {
+        TcpRepr {
+            payload: &self.payload,
+            ..self.repr
+        }
+    }
+}
+
 impl From<&TcpRepr<'_>> for Seg {
     fn from(r: &TcpRepr<'_>) -> Seg {
         Seg {
@@ -107,6 +120,11 @@ fn output(c: &mut Connection, now: Instant) -> Vec<Seg> {
         true
     });
     v
+}
+
+/// The text length of each segment.
+fn payload_lens(out: &[Seg]) -> Vec<usize> {
+    out.iter().map(|s| s.payload.len()).collect()
 }
 
 /// Feed a segment, expecting it to be accepted.
@@ -167,25 +185,13 @@ fn socket_syn_sent_with(cfg: Config) -> Connection {
 
 fn socket_syn_sent() -> Connection {
     let mut c = socket_syn_sent_with(cfg());
-    recv!(
-        c,
-        [TcpRepr {
-            flags: flags(SYN),
-            seq_number: LOCAL_SEQ,
-            options: OPTS_MSS,
-            ..RECV_TEMPL
-        }]
-    );
+    recv!(c, [ours(SYN, LOCAL_SEQ, NO_ACK).with_options(OPTS_MSS)]);
     assert_eq!(c.state(), State::SynSent);
     c
 }
 
 fn syn_from_peer() -> TcpRepr<'static> {
-    TcpRepr {
-        flags: flags(SYN),
-        seq_number: REMOTE_SEQ,
-        ..SEND_TEMPL
-    }
+    peer(SYN, REMOTE_SEQ, NO_ACK)
 }
 
 fn socket_syn_received_with(cfg: Config, syn: &TcpRepr<'_>) -> Connection {
@@ -198,13 +204,7 @@ fn socket_syn_received() -> Connection {
     let mut c = socket_syn_received_with(cfg(), &syn_from_peer());
     recv!(
         c,
-        [TcpRepr {
-            flags: flags(SYN | ACK),
-            seq_number: LOCAL_SEQ,
-            ack_number: REMOTE_SEQ + 1,
-            options: OPTS_MSS,
-            ..RECV_TEMPL
-        }]
+        [ours(SYN | ACK, LOCAL_SEQ, REMOTE_SEQ + 1).with_options(OPTS_MSS)]
     );
     assert_eq!(c.state(), State::SynReceived);
     c
@@ -212,18 +212,20 @@ fn socket_syn_received() -> Connection {
 
 fn socket_established() -> Connection {
     let mut c = socket_syn_received();
-    send!(
-        c,
-        TcpRepr {
-            flags: flags(ACK),
-            seq_number: REMOTE_SEQ + 1,
-            ack_number: LOCAL_SEQ + 1,
-            ..SEND_TEMPL
-        }
-    );
+    send!(c, peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1));
     assert_eq!(c.state(), State::Established);
     recv_nothing!(c);
     fresh_rtt(&mut c);
+    c
+}
+
+/// ESTABLISHED with a peer MSS of `mss` (no options, so also the
+/// effective MSS) and room for `send_buffer` bytes, so that a few writes
+/// fill several segments.
+fn established_sender(mss: u16, send_buffer: usize) -> Connection {
+    let mut c = socket_established();
+    c.tcb.send_mss = mss;
+    c.snd_buf = SendBuffer::new(send_buffer);
     c
 }
 
@@ -236,153 +238,111 @@ fn fresh_rtt(c: &mut Connection) {
 fn socket_fin_wait_1() -> Connection {
     let mut c = socket_established();
     c.shutdown_write(t(0));
-    recv!(
-        c,
-        [TcpRepr {
-            flags: flags(FIN | ACK),
-            seq_number: LOCAL_SEQ + 1,
-            ack_number: REMOTE_SEQ + 1,
-            ..RECV_TEMPL
-        }]
-    );
+    recv!(c, [ours(FIN | ACK, LOCAL_SEQ + 1, REMOTE_SEQ + 1)]);
     assert_eq!(c.state(), State::FinWait1);
     c
 }
 
 fn socket_fin_wait_2() -> Connection {
     let mut c = socket_fin_wait_1();
-    send!(
-        c,
-        TcpRepr {
-            flags: flags(ACK),
-            seq_number: REMOTE_SEQ + 1,
-            ack_number: LOCAL_SEQ + 2,
-            ..SEND_TEMPL
-        }
-    );
+    send!(c, peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 2));
     assert_eq!(c.state(), State::FinWait2);
     c
 }
 
 fn socket_closing() -> Connection {
     let mut c = socket_fin_wait_1();
-    send!(
-        c,
-        TcpRepr {
-            flags: flags(FIN | ACK),
-            seq_number: REMOTE_SEQ + 1,
-            ack_number: LOCAL_SEQ + 1,
-            ..SEND_TEMPL
-        }
-    );
+    send!(c, peer(FIN | ACK, REMOTE_SEQ + 1, LOCAL_SEQ + 1));
     assert_eq!(c.state(), State::Closing);
-    recv!(
-        c,
-        [TcpRepr {
-            flags: flags(ACK),
-            seq_number: LOCAL_SEQ + 2,
-            ack_number: REMOTE_SEQ + 2,
-            ..RECV_TEMPL
-        }]
-    );
+    recv!(c, [our_ack(LOCAL_SEQ + 2, REMOTE_SEQ + 2)]);
     c
 }
 
 fn socket_time_wait() -> Connection {
     let mut c = socket_fin_wait_2();
-    send!(
-        c,
-        TcpRepr {
-            flags: flags(FIN | ACK),
-            seq_number: REMOTE_SEQ + 1,
-            ack_number: LOCAL_SEQ + 2,
-            ..SEND_TEMPL
-        }
-    );
+    send!(c, peer(FIN | ACK, REMOTE_SEQ + 1, LOCAL_SEQ + 2));
     assert_eq!(c.state(), State::TimeWait);
-    recv!(
-        c,
-        [TcpRepr {
-            flags: flags(ACK),
-            seq_number: LOCAL_SEQ + 2,
-            ack_number: REMOTE_SEQ + 2,
-            ..RECV_TEMPL
-        }]
-    );
+    recv!(c, [our_ack(LOCAL_SEQ + 2, REMOTE_SEQ + 2)]);
     c
 }
 
 fn socket_close_wait() -> Connection {
     let mut c = socket_established();
-    send!(
-        c,
-        TcpRepr {
-            flags: flags(FIN | ACK),
-            seq_number: REMOTE_SEQ + 1,
-            ack_number: LOCAL_SEQ + 1,
-            ..SEND_TEMPL
-        }
-    );
+    send!(c, peer(FIN | ACK, REMOTE_SEQ + 1, LOCAL_SEQ + 1));
     assert_eq!(c.state(), State::CloseWait);
-    recv!(
-        c,
-        [TcpRepr {
-            flags: flags(ACK),
-            seq_number: LOCAL_SEQ + 1,
-            ack_number: REMOTE_SEQ + 2,
-            ..RECV_TEMPL
-        }]
-    );
+    recv!(c, [our_ack(LOCAL_SEQ + 1, REMOTE_SEQ + 2)]);
     c
 }
 
 fn socket_last_ack() -> Connection {
     let mut c = socket_close_wait();
     c.shutdown_write(t(0));
-    recv!(
-        c,
-        [TcpRepr {
-            flags: flags(FIN | ACK),
-            seq_number: LOCAL_SEQ + 1,
-            ack_number: REMOTE_SEQ + 2,
-            ..RECV_TEMPL
-        }]
-    );
+    recv!(c, [ours(FIN | ACK, LOCAL_SEQ + 1, REMOTE_SEQ + 2)]);
     assert_eq!(c.state(), State::LastAck);
     c
 }
 
 fn socket_closed() -> Connection {
     let mut c = socket_established();
-    send!(
-        c,
-        TcpRepr {
-            flags: flags(RST),
-            seq_number: REMOTE_SEQ + 1,
-            ..SEND_TEMPL
-        }
-    );
+    send!(c, peer(RST, REMOTE_SEQ + 1, NO_ACK));
     assert_eq!(c.state(), State::Closed);
     assert_eq!(c.close_reason(), Some(CloseReason::Reset));
     c
 }
 
-/// A pure ACK from the peer at its current position.
-fn peer_ack(seq: SeqNumber, ack: SeqNumber) -> TcpRepr<'static> {
+/// A segment from the peer with these control bits, SEG.SEQ and SEG.ACK
+/// (RFC 9293 §3.1); every other field from `SEND_TEMPL`.
+fn peer(f: u8, seq: SeqNumber, ack: SeqNumber) -> TcpRepr<'static> {
     TcpRepr {
-        flags: flags(ACK),
+        flags: flags(f),
         seq_number: seq,
         ack_number: ack,
         ..SEND_TEMPL
     }
 }
 
-fn our_ack(seq: SeqNumber, ack: SeqNumber) -> TcpRepr<'static> {
+/// A segment the connection sends; every other field from `RECV_TEMPL`.
+fn ours(f: u8, seq: SeqNumber, ack: SeqNumber) -> TcpRepr<'static> {
     TcpRepr {
-        flags: flags(ACK),
+        flags: flags(f),
         seq_number: seq,
         ack_number: ack,
         ..RECV_TEMPL
+    }
+}
+
+/// A pure ACK from the peer at its current position.
+fn peer_ack(seq: SeqNumber, ack: SeqNumber) -> TcpRepr<'static> {
+    peer(ACK, seq, ack)
+}
+
+fn our_ack(seq: SeqNumber, ack: SeqNumber) -> TcpRepr<'static> {
+    ours(ACK, seq, ack)
+}
+
+/// One-field changes to a template segment, so a case reads in one line.
+trait With<'a> {
+    fn with_window(self, window: u16) -> Self;
+    fn with_options(self, options: TcpOptions) -> Self;
+    fn with_payload<'b>(self, payload: &'b [u8]) -> TcpRepr<'b>
+    where
+        'a: 'b;
+}
+
+impl<'a> With<'a> for TcpRepr<'a> {
+    fn with_window(self, window: u16) -> Self {
+        TcpRepr { window, ..self }
+    }
+
+    fn with_options(self, options: TcpOptions) -> Self {
+        TcpRepr { options, ..self }
+    }
+
+    fn with_payload<'b>(self, payload: &'b [u8]) -> TcpRepr<'b>
+    where
+        'a: 'b,
+    {
+        TcpRepr { payload, ..self }
     }
 }
 
@@ -393,32 +353,14 @@ fn closed_answers_with_rst() {
     let mut c = socket_closed();
     send!(
         c,
-        TcpRepr {
-            flags: flags(ACK),
-            seq_number: REMOTE_SEQ + 1,
-            ack_number: LOCAL_SEQ + 1,
-            payload: b"abc",
-            ..SEND_TEMPL
-        },
+        peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1).with_payload(b"abc"),
         Err(DropReason::Closed)
     );
-    recv!(
-        c,
-        [TcpRepr {
-            flags: flags(RST),
-            seq_number: LOCAL_SEQ + 1,
-            window: 0,
-            ..RECV_TEMPL
-        }]
-    );
+    recv!(c, [ours(RST, LOCAL_SEQ + 1, NO_ACK).with_window(0)]);
     // Never answer an RST.
     send!(
         c,
-        TcpRepr {
-            flags: flags(RST),
-            seq_number: REMOTE_SEQ + 1,
-            ..SEND_TEMPL
-        },
+        peer(RST, REMOTE_SEQ + 1, NO_ACK),
         Err(DropReason::Closed)
     );
     recv_nothing!(c);
@@ -428,38 +370,14 @@ fn closed_answers_with_rst() {
 #[test]
 fn rst_for_unmatched_segments() {
     // With ACK: <SEQ=SEG.ACK><CTL=RST>.
-    let r = rst_for_unmatched(&TcpRepr {
-        flags: flags(ACK),
-        seq_number: REMOTE_SEQ,
-        ack_number: LOCAL_SEQ,
-        ..SEND_TEMPL
-    })
-    .unwrap();
-    assert_eq!(
-        r,
-        TcpRepr {
-            flags: flags(RST),
-            seq_number: LOCAL_SEQ,
-            window: 0,
-            ..RECV_TEMPL
-        }
-    );
+    let r = rst_for_unmatched(&peer_ack(REMOTE_SEQ, LOCAL_SEQ)).unwrap();
+    assert_eq!(r, ours(RST, LOCAL_SEQ, NO_ACK).with_window(0));
     // Without ACK: <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>; SYN and FIN count.
-    let r = rst_for_unmatched(&TcpRepr {
-        flags: flags(SYN | FIN),
-        seq_number: REMOTE_SEQ,
-        payload: b"abcd",
-        ..SEND_TEMPL
-    })
-    .unwrap();
+    let r = rst_for_unmatched(&peer(SYN | FIN, REMOTE_SEQ, NO_ACK).with_payload(b"abcd")).unwrap();
     assert_eq!(r.flags, flags(RST | ACK));
     assert_eq!(r.seq_number, SeqNumber(0));
     assert_eq!(r.ack_number, REMOTE_SEQ + 6);
-    assert!(rst_for_unmatched(&TcpRepr {
-        flags: flags(RST),
-        ..SEND_TEMPL
-    })
-    .is_none());
+    assert!(rst_for_unmatched(&peer(RST, SeqNumber(0), NO_ACK)).is_none());
 }
 
 // ---- LISTEN ----
@@ -506,11 +424,7 @@ fn listen_syn_makes_syn_received_and_ack_completes() {
 #[test]
 fn listen_rst_ignored_ack_answered_with_rst() {
     let mut l = listener(4, 4);
-    let rst = TcpRepr {
-        flags: flags(RST),
-        seq_number: REMOTE_SEQ,
-        ..SEND_TEMPL
-    };
+    let rst = peer(RST, REMOTE_SEQ, NO_ACK);
     assert_eq!(
         l.on_segment(t(0), REMOTE, &rst),
         Err(DropReason::ListenNotSyn)
@@ -527,18 +441,12 @@ fn listen_rst_ignored_ack_answered_with_rst() {
     assert_eq!(out[0].1.repr.flags, flags(RST));
     assert_eq!(out[0].1.repr.seq_number, LOCAL_SEQ + 7);
     // A bare FIN or data without SYN or ACK is dropped silently.
-    let fin = TcpRepr {
-        flags: flags(FIN),
-        ..SEND_TEMPL
-    };
+    let fin = peer(FIN, SeqNumber(0), NO_ACK);
     assert_eq!(
         l.on_segment(t(0), REMOTE, &fin),
         Err(DropReason::ListenNotSyn)
     );
-    let synfin = TcpRepr {
-        flags: flags(SYN | FIN),
-        ..SEND_TEMPL
-    };
+    let synfin = peer(SYN | FIN, SeqNumber(0), NO_ACK);
     assert_eq!(
         l.on_segment(t(0), REMOTE, &synfin),
         Err(DropReason::ListenNotSyn)
@@ -617,10 +525,7 @@ fn listen_syn_cookies_when_the_syn_queue_is_full() {
     assert_eq!(l.counters().cookies_invalid, 1);
     assert_eq!(listener_output(&mut l, t(20))[0].1.repr.flags, flags(RST));
     // The real ACK, with data, makes an established connection.
-    let ack = TcpRepr {
-        payload: b"hi",
-        ..peer_ack(REMOTE_SEQ + 1, iss + 1)
-    };
+    let ack = peer_ack(REMOTE_SEQ + 1, iss + 1).with_payload(b"hi");
     l.on_segment(t(30), REMOTE, &ack).unwrap();
     let mut c = l.accept().unwrap();
     assert_eq!(c.state(), State::Established);
@@ -666,13 +571,11 @@ fn listen_retransmits_syn_ack_then_gives_up() {
 #[test]
 fn syn_sent_syn_ack_establishes() {
     let mut c = socket_syn_sent();
-    send!(c, time 10, TcpRepr {
-        flags: flags(SYN | ACK),
-        seq_number: REMOTE_SEQ,
-        ack_number: LOCAL_SEQ + 1,
-        options: TcpOptions { mss: Some(1000), ..OPTS_NONE },
-        ..SEND_TEMPL
-    });
+    let mss_1000 = TcpOptions {
+        mss: Some(1000),
+        ..OPTS_NONE
+    };
+    send!(c, time 10, peer(SYN | ACK, REMOTE_SEQ, LOCAL_SEQ + 1).with_options(mss_1000));
     assert_eq!(c.state(), State::Established);
     assert_eq!(c.eff_mss(), 1000);
     assert_eq!(c.rtt().srtt(), Some(Duration::from_millis(10)));
@@ -687,23 +590,12 @@ fn syn_sent_syn_is_simultaneous_open() {
     assert_eq!(c.state(), State::SynReceived);
     recv!(
         c,
-        [TcpRepr {
-            flags: flags(SYN | ACK),
-            seq_number: LOCAL_SEQ,
-            ack_number: REMOTE_SEQ + 1,
-            options: OPTS_MSS,
-            ..RECV_TEMPL
-        }]
+        [ours(SYN | ACK, LOCAL_SEQ, REMOTE_SEQ + 1).with_options(OPTS_MSS)]
     );
     // The peer's SYN-ACK completes it.
     send!(
         c,
-        TcpRepr {
-            flags: flags(SYN | ACK),
-            seq_number: REMOTE_SEQ,
-            ack_number: LOCAL_SEQ + 1,
-            ..SEND_TEMPL
-        },
+        peer(SYN | ACK, REMOTE_SEQ, LOCAL_SEQ + 1),
         Err(DropReason::OutOfWindow)
     );
     send!(c, peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1));
@@ -715,23 +607,10 @@ fn syn_sent_bad_ack_gets_rst() {
     let mut c = socket_syn_sent();
     send!(
         c,
-        TcpRepr {
-            flags: flags(SYN | ACK),
-            seq_number: REMOTE_SEQ,
-            ack_number: LOCAL_SEQ + 5,
-            ..SEND_TEMPL
-        },
+        peer(SYN | ACK, REMOTE_SEQ, LOCAL_SEQ + 5),
         Err(DropReason::BadHandshakeAck)
     );
-    recv!(
-        c,
-        [TcpRepr {
-            flags: flags(RST),
-            seq_number: LOCAL_SEQ + 5,
-            window: 0,
-            ..RECV_TEMPL
-        }]
-    );
+    recv!(c, [ours(RST, LOCAL_SEQ + 5, NO_ACK).with_window(0)]);
     // An ACK of the ISS itself is just as bad.
     send!(
         c,
@@ -747,35 +626,18 @@ fn syn_sent_rst() {
     let mut c = socket_syn_sent();
     send!(
         c,
-        TcpRepr {
-            flags: flags(RST),
-            seq_number: REMOTE_SEQ,
-            ..SEND_TEMPL
-        },
+        peer(RST, REMOTE_SEQ, NO_ACK),
         Err(DropReason::RstOutOfWindow)
     );
     send!(
         c,
-        TcpRepr {
-            flags: flags(RST | ACK),
-            seq_number: REMOTE_SEQ,
-            ack_number: LOCAL_SEQ + 9,
-            ..SEND_TEMPL
-        },
+        peer(RST | ACK, REMOTE_SEQ, LOCAL_SEQ + 9),
         Err(DropReason::BadHandshakeAck)
     );
     recv_nothing!(c);
     assert_eq!(c.state(), State::SynSent);
     // RST with the right ACK: refused.
-    send!(
-        c,
-        TcpRepr {
-            flags: flags(RST | ACK),
-            seq_number: REMOTE_SEQ,
-            ack_number: LOCAL_SEQ + 1,
-            ..SEND_TEMPL
-        }
-    );
+    send!(c, peer(RST | ACK, REMOTE_SEQ, LOCAL_SEQ + 1));
     assert_eq!(c.state(), State::Closed);
     assert_eq!(c.close_reason(), Some(CloseReason::Refused));
     assert_eq!(c.send(b"x"), Err(SendError::Broken(CloseReason::Refused)));
@@ -786,13 +648,7 @@ fn syn_sent_ack_data_fin_without_syn_dropped() {
     let mut c = socket_syn_sent();
     send!(
         c,
-        TcpRepr {
-            flags: flags(ACK | FIN),
-            seq_number: REMOTE_SEQ,
-            ack_number: LOCAL_SEQ + 1,
-            payload: b"abc",
-            ..SEND_TEMPL
-        },
+        peer(ACK | FIN, REMOTE_SEQ, LOCAL_SEQ + 1).with_payload(b"abc"),
         Err(DropReason::NoSynInSynSent)
     );
     recv_nothing!(c);
@@ -807,12 +663,7 @@ fn syn_sent_retries_then_times_out() {
     });
     assert_eq!(output(&mut c, t(0)).len(), 1);
     recv_nothing!(c, time 999);
-    recv!(c, time 1000, [TcpRepr {
-        flags: flags(SYN),
-        seq_number: LOCAL_SEQ,
-        options: OPTS_MSS,
-        ..RECV_TEMPL
-    }]);
+    recv!(c, time 1000, [ours(SYN, LOCAL_SEQ, NO_ACK).with_options(OPTS_MSS)]);
     // Backoff: the next one after 2 s.
     recv_nothing!(c, time 2999);
     assert_eq!(output(&mut c, t(3000)).len(), 1);
@@ -835,25 +686,11 @@ fn syn_sent_shutdown_sends_fin_after_handshake() {
     c.send(b"req").unwrap();
     c.shutdown_write(t(0));
     assert_eq!(c.state(), State::SynSent);
-    send!(
-        c,
-        TcpRepr {
-            flags: flags(SYN | ACK),
-            seq_number: REMOTE_SEQ,
-            ack_number: LOCAL_SEQ + 1,
-            ..SEND_TEMPL
-        }
-    );
+    send!(c, peer(SYN | ACK, REMOTE_SEQ, LOCAL_SEQ + 1));
     assert_eq!(c.state(), State::FinWait1);
     recv!(
         c,
-        [TcpRepr {
-            flags: flags(ACK | PSH | FIN),
-            seq_number: LOCAL_SEQ + 1,
-            ack_number: REMOTE_SEQ + 1,
-            payload: b"req",
-            ..RECV_TEMPL
-        }]
+        [ours(ACK | PSH | FIN, LOCAL_SEQ + 1, REMOTE_SEQ + 1).with_payload(b"req")]
     );
 }
 
@@ -862,13 +699,7 @@ fn syn_sent_shutdown_sends_fin_after_handshake() {
 #[test]
 fn syn_received_ack_with_data_establishes() {
     let mut c = socket_syn_received();
-    send!(c, time 20, TcpRepr {
-        flags: flags(ACK | PSH),
-        seq_number: REMOTE_SEQ + 1,
-        ack_number: LOCAL_SEQ + 1,
-        payload: b"hello",
-        ..SEND_TEMPL
-    });
+    send!(c, time 20, peer(ACK | PSH, REMOTE_SEQ + 1, LOCAL_SEQ + 1).with_payload(b"hello"));
     assert_eq!(c.state(), State::Established);
     let mut buf = [0; 16];
     assert_eq!(c.recv(&mut buf), Ok(5));
@@ -886,29 +717,13 @@ fn syn_received_bad_ack_gets_rst() {
         peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ),
         Err(DropReason::BadHandshakeAck)
     );
-    recv!(
-        c,
-        [TcpRepr {
-            flags: flags(RST),
-            seq_number: LOCAL_SEQ,
-            window: 0,
-            ..RECV_TEMPL
-        }]
-    );
+    recv!(c, [ours(RST, LOCAL_SEQ, NO_ACK).with_window(0)]);
     send!(
         c,
         peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 100),
         Err(DropReason::BadHandshakeAck)
     );
-    recv!(
-        c,
-        [TcpRepr {
-            flags: flags(RST),
-            seq_number: LOCAL_SEQ + 100,
-            window: 0,
-            ..RECV_TEMPL
-        }]
-    );
+    recv!(c, [ours(RST, LOCAL_SEQ + 100, NO_ACK).with_window(0)]);
     assert_eq!(c.state(), State::SynReceived);
 }
 
@@ -918,13 +733,7 @@ fn syn_received_retransmitted_syn_resends_syn_ack() {
     send!(c, syn_from_peer());
     recv!(
         c,
-        [TcpRepr {
-            flags: flags(SYN | ACK),
-            seq_number: LOCAL_SEQ,
-            ack_number: REMOTE_SEQ + 1,
-            options: OPTS_MSS,
-            ..RECV_TEMPL
-        }]
+        [ours(SYN | ACK, LOCAL_SEQ, REMOTE_SEQ + 1).with_options(OPTS_MSS)]
     );
 }
 
@@ -933,11 +742,7 @@ fn syn_received_other_syn_is_challenged() {
     let mut c = socket_syn_received();
     send!(
         c,
-        TcpRepr {
-            flags: flags(SYN),
-            seq_number: REMOTE_SEQ + 10,
-            ..SEND_TEMPL
-        },
+        peer(SYN, REMOTE_SEQ + 10, NO_ACK),
         Err(DropReason::SynChallenged)
     );
     recv!(c, [our_ack(LOCAL_SEQ + 1, REMOTE_SEQ + 1)]);
@@ -950,33 +755,18 @@ fn syn_received_rst() {
     // In the window but not at RCV.NXT: challenge ACK.
     send!(
         c,
-        TcpRepr {
-            flags: flags(RST),
-            seq_number: REMOTE_SEQ + 3,
-            ..SEND_TEMPL
-        },
+        peer(RST, REMOTE_SEQ + 3, NO_ACK),
         Err(DropReason::RstChallenged)
     );
     recv!(c, [our_ack(LOCAL_SEQ + 1, REMOTE_SEQ + 1)]);
     // Out of the window: silently dropped.
     send!(
         c,
-        TcpRepr {
-            flags: flags(RST),
-            seq_number: REMOTE_SEQ + 300,
-            ..SEND_TEMPL
-        },
+        peer(RST, REMOTE_SEQ + 300, NO_ACK),
         Err(DropReason::RstOutOfWindow)
     );
     recv_nothing!(c);
-    send!(
-        c,
-        TcpRepr {
-            flags: flags(RST),
-            seq_number: REMOTE_SEQ + 1,
-            ..SEND_TEMPL
-        }
-    );
+    send!(c, peer(RST, REMOTE_SEQ + 1, NO_ACK));
     assert_eq!(c.state(), State::Closed);
     assert_eq!(c.close_reason(), Some(CloseReason::Reset));
 }
@@ -984,15 +774,7 @@ fn syn_received_rst() {
 #[test]
 fn syn_received_fin_goes_to_close_wait() {
     let mut c = socket_syn_received();
-    send!(
-        c,
-        TcpRepr {
-            flags: flags(ACK | FIN),
-            seq_number: REMOTE_SEQ + 1,
-            ack_number: LOCAL_SEQ + 1,
-            ..SEND_TEMPL
-        }
-    );
+    send!(c, peer(ACK | FIN, REMOTE_SEQ + 1, LOCAL_SEQ + 1));
     assert_eq!(c.state(), State::CloseWait);
     recv!(c, [our_ack(LOCAL_SEQ + 1, REMOTE_SEQ + 2)]);
     assert_eq!(c.recv(&mut [0; 4]), Err(RecvError::Finished));
@@ -1005,15 +787,7 @@ fn syn_received_close_sends_fin_after_handshake() {
     assert_eq!(c.state(), State::SynReceived);
     send!(c, peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1));
     assert_eq!(c.state(), State::FinWait1);
-    recv!(
-        c,
-        [TcpRepr {
-            flags: flags(FIN | ACK),
-            seq_number: LOCAL_SEQ + 1,
-            ack_number: REMOTE_SEQ + 1,
-            ..RECV_TEMPL
-        }]
-    );
+    recv!(c, [ours(FIN | ACK, LOCAL_SEQ + 1, REMOTE_SEQ + 1)]);
 }
 
 #[test]
@@ -1064,13 +838,7 @@ fn syn_received_options_only_as_offered() {
 fn syn_received_retransmits_syn_ack() {
     let mut c = socket_syn_received();
     recv_nothing!(c, time 999);
-    recv!(c, time 1000, [TcpRepr {
-        flags: flags(SYN | ACK),
-        seq_number: LOCAL_SEQ,
-        ack_number: REMOTE_SEQ + 1,
-        options: OPTS_MSS,
-        ..RECV_TEMPL
-    }]);
+    recv!(c, time 1000, [ours(SYN | ACK, LOCAL_SEQ, REMOTE_SEQ + 1).with_options(OPTS_MSS)]);
 }
 
 // ---- ESTABLISHED ----
@@ -1078,16 +846,10 @@ fn syn_received_retransmits_syn_ack() {
 #[test]
 fn established_receives_in_order_data_with_delayed_ack() {
     let mut c = socket_established();
-    send!(c, time 0, TcpRepr {
-        flags: flags(ACK),
-        seq_number: REMOTE_SEQ + 1,
-        ack_number: LOCAL_SEQ + 1,
-        payload: b"abcdef",
-        ..SEND_TEMPL
-    });
+    send!(c, time 0, peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1).with_payload(b"abcdef"));
     assert_eq!(c.poll_timeout(), Some(t(40)));
     recv_nothing!(c, time 39);
-    recv!(c, time 40, [TcpRepr { window: 58, ..our_ack(LOCAL_SEQ + 1, REMOTE_SEQ + 7) }]);
+    recv!(c, time 40, [our_ack(LOCAL_SEQ + 1, REMOTE_SEQ + 7).with_window(58)]);
     let (a, b) = c.peek().unwrap();
     assert_eq!([a, b].concat(), b"abcdef");
     c.consume(6);
@@ -1103,13 +865,7 @@ fn established_acks_every_second_full_segment() {
         },
         OPTS_NONE,
     );
-    let seg = |i: usize| TcpRepr {
-        flags: flags(ACK),
-        seq_number: REMOTE_SEQ + 1 + i * 536,
-        ack_number: LOCAL_SEQ + 1,
-        payload: &[7; 536],
-        ..SEND_TEMPL
-    };
+    let seg = |i: usize| peer_ack(REMOTE_SEQ + 1 + i * 536, LOCAL_SEQ + 1).with_payload(&[7; 536]);
     send!(c, seg(0));
     recv_nothing!(c, time 0);
     send!(c, seg(1));
@@ -1121,34 +877,18 @@ fn established_acks_every_second_full_segment() {
 #[test]
 fn established_out_of_order_is_reassembled() {
     let mut c = socket_established();
-    let seg = |off: usize, data: &'static [u8]| TcpRepr {
-        flags: flags(ACK),
-        seq_number: REMOTE_SEQ + 1 + off,
-        ack_number: LOCAL_SEQ + 1,
-        payload: data,
-        ..SEND_TEMPL
+    let seg = |off: usize, data: &'static [u8]| {
+        peer_ack(REMOTE_SEQ + 1 + off, LOCAL_SEQ + 1).with_payload(data)
     };
     send!(c, seg(4, b"efgh"));
     // Out of order: an immediate duplicate ACK.
-    recv!(
-        c,
-        [TcpRepr {
-            window: 64,
-            ..our_ack(LOCAL_SEQ + 1, REMOTE_SEQ + 1)
-        }]
-    );
+    recv!(c, [our_ack(LOCAL_SEQ + 1, REMOTE_SEQ + 1).with_window(64)]);
     send!(c, seg(2, b"cdef")); // overlaps
     send!(c, seg(6, b"gh")); // duplicate
                              // Both asked for an immediate ACK before output ran: one ACK.
     recv!(c, [our_ack(LOCAL_SEQ + 1, REMOTE_SEQ + 1)]);
     send!(c, seg(0, b"ab")); // fills the hole: immediate ACK
-    recv!(
-        c,
-        [TcpRepr {
-            window: 56,
-            ..our_ack(LOCAL_SEQ + 1, REMOTE_SEQ + 9)
-        }]
-    );
+    recv!(c, [our_ack(LOCAL_SEQ + 1, REMOTE_SEQ + 9).with_window(56)]);
     let mut buf = [0; 16];
     assert_eq!(c.recv(&mut buf), Ok(8));
     assert_eq!(&buf[..8], b"abcdefgh");
@@ -1160,26 +900,14 @@ fn established_data_outside_window_is_acked_and_dropped() {
     // Beyond the 64-byte window.
     send!(
         c,
-        TcpRepr {
-            flags: flags(ACK),
-            seq_number: REMOTE_SEQ + 1 + 64,
-            ack_number: LOCAL_SEQ + 1,
-            payload: b"zz",
-            ..SEND_TEMPL
-        },
+        peer_ack(REMOTE_SEQ + 1 + 64, LOCAL_SEQ + 1).with_payload(b"zz"),
         Err(DropReason::OutOfWindow)
     );
     recv!(c, [our_ack(LOCAL_SEQ + 1, REMOTE_SEQ + 1)]);
     // An old duplicate.
     send!(
         c,
-        TcpRepr {
-            flags: flags(ACK),
-            seq_number: REMOTE_SEQ - 10,
-            ack_number: LOCAL_SEQ + 1,
-            payload: b"zz",
-            ..SEND_TEMPL
-        },
+        peer_ack(REMOTE_SEQ - 10, LOCAL_SEQ + 1).with_payload(b"zz"),
         Err(DropReason::OutOfWindow)
     );
     recv!(c, [our_ack(LOCAL_SEQ + 1, REMOTE_SEQ + 1)]);
@@ -1192,25 +920,13 @@ fn established_trims_data_past_the_window() {
     let data = [9u8; 80];
     send!(
         c,
-        TcpRepr {
-            flags: flags(ACK | FIN),
-            seq_number: REMOTE_SEQ + 1,
-            ack_number: LOCAL_SEQ + 1,
-            payload: &data,
-            ..SEND_TEMPL
-        }
+        peer(ACK | FIN, REMOTE_SEQ + 1, LOCAL_SEQ + 1).with_payload(&data)
     );
     // 64 bytes kept, the FIN beyond them cut off; the cut is answered at
     // once, with the window shut.
     assert_eq!(c.recv_queue(), 64);
     assert_eq!(c.state(), State::Established);
-    recv!(
-        c,
-        [TcpRepr {
-            window: 0,
-            ..our_ack(LOCAL_SEQ + 1, REMOTE_SEQ + 65)
-        }]
-    );
+    recv!(c, [our_ack(LOCAL_SEQ + 1, REMOTE_SEQ + 65).with_window(0)]);
 }
 
 #[test]
@@ -1218,24 +934,12 @@ fn established_fin_goes_to_close_wait() {
     let mut c = socket_established();
     send!(
         c,
-        TcpRepr {
-            flags: flags(ACK | FIN),
-            seq_number: REMOTE_SEQ + 1,
-            ack_number: LOCAL_SEQ + 1,
-            payload: b"xy",
-            ..SEND_TEMPL
-        }
+        peer(ACK | FIN, REMOTE_SEQ + 1, LOCAL_SEQ + 1).with_payload(b"xy")
     );
     assert_eq!(c.state(), State::CloseWait);
     // The FIN takes a sequence number but no buffer space; the right edge
     // stays where it was (61 = 64 - 3).
-    recv!(
-        c,
-        [TcpRepr {
-            window: 61,
-            ..our_ack(LOCAL_SEQ + 1, REMOTE_SEQ + 4)
-        }]
-    );
+    recv!(c, [our_ack(LOCAL_SEQ + 1, REMOTE_SEQ + 4).with_window(61)]);
     let mut buf = [0; 4];
     assert_eq!(c.recv(&mut buf), Ok(2));
     assert_eq!(c.recv(&mut buf), Err(RecvError::Finished));
@@ -1246,24 +950,12 @@ fn established_out_of_order_fin_waits_for_the_hole() {
     let mut c = socket_established();
     send!(
         c,
-        TcpRepr {
-            flags: flags(ACK | FIN),
-            seq_number: REMOTE_SEQ + 3,
-            ack_number: LOCAL_SEQ + 1,
-            payload: b"cd",
-            ..SEND_TEMPL
-        }
+        peer(ACK | FIN, REMOTE_SEQ + 3, LOCAL_SEQ + 1).with_payload(b"cd")
     );
     assert_eq!(c.state(), State::Established);
     send!(
         c,
-        TcpRepr {
-            flags: flags(ACK),
-            seq_number: REMOTE_SEQ + 1,
-            ack_number: LOCAL_SEQ + 1,
-            payload: b"ab",
-            ..SEND_TEMPL
-        }
+        peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1).with_payload(b"ab")
     );
     assert_eq!(c.state(), State::CloseWait);
     assert_eq!(c.tcb().rcv_nxt, REMOTE_SEQ + 6);
@@ -1275,35 +967,20 @@ fn established_rst_rules_rfc5961() {
     // Outside the window: silently dropped.
     send!(
         c,
-        TcpRepr {
-            flags: flags(RST),
-            seq_number: REMOTE_SEQ + 500,
-            ..SEND_TEMPL
-        },
+        peer(RST, REMOTE_SEQ + 500, NO_ACK),
         Err(DropReason::RstOutOfWindow)
     );
     recv_nothing!(c);
     // In the window, not exact: challenge ACK.
     send!(
         c,
-        TcpRepr {
-            flags: flags(RST),
-            seq_number: REMOTE_SEQ + 2,
-            ..SEND_TEMPL
-        },
+        peer(RST, REMOTE_SEQ + 2, NO_ACK),
         Err(DropReason::RstChallenged)
     );
     recv!(c, [our_ack(LOCAL_SEQ + 1, REMOTE_SEQ + 1)]);
     assert_eq!(c.state(), State::Established);
     // Exactly RCV.NXT: reset.
-    send!(
-        c,
-        TcpRepr {
-            flags: flags(RST),
-            seq_number: REMOTE_SEQ + 1,
-            ..SEND_TEMPL
-        }
-    );
+    send!(c, peer(RST, REMOTE_SEQ + 1, NO_ACK));
     assert_eq!(c.state(), State::Closed);
     assert_eq!(
         c.recv(&mut [0; 4]),
@@ -1315,14 +992,7 @@ fn established_rst_rules_rfc5961() {
 fn established_syn_is_challenged() {
     let mut c = socket_established();
     for seq in [REMOTE_SEQ + 1, REMOTE_SEQ + 5000, REMOTE_SEQ] {
-        let r = c.on_segment(
-            t(0),
-            &TcpRepr {
-                flags: flags(SYN),
-                seq_number: seq,
-                ..SEND_TEMPL
-            },
-        );
+        let r = c.on_segment(t(0), &peer(SYN, seq, NO_ACK));
         assert!(r.is_err());
         assert_eq!(c.state(), State::Established);
     }
@@ -1336,12 +1006,7 @@ fn established_syn_ack_is_challenged() {
     let mut c = socket_established();
     send!(
         c,
-        TcpRepr {
-            flags: flags(SYN | ACK),
-            seq_number: REMOTE_SEQ + 1,
-            ack_number: LOCAL_SEQ + 1,
-            ..SEND_TEMPL
-        },
+        peer(SYN | ACK, REMOTE_SEQ + 1, LOCAL_SEQ + 1),
         Err(DropReason::SynChallenged)
     );
     recv!(c, [our_ack(LOCAL_SEQ + 1, REMOTE_SEQ + 1)]);
@@ -1352,13 +1017,7 @@ fn established_ack_of_unsent_data_is_answered_and_dropped() {
     let mut c = socket_established();
     send!(
         c,
-        TcpRepr {
-            flags: flags(ACK),
-            seq_number: REMOTE_SEQ + 1,
-            ack_number: LOCAL_SEQ + 100,
-            payload: b"data",
-            ..SEND_TEMPL
-        },
+        peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 100).with_payload(b"data"),
         Err(DropReason::AckUnsent)
     );
     recv!(c, [our_ack(LOCAL_SEQ + 1, REMOTE_SEQ + 1)]);
@@ -1368,11 +1027,7 @@ fn established_ack_of_unsent_data_is_answered_and_dropped() {
 #[test]
 fn established_challenge_acks_are_rate_limited() {
     let mut c = socket_established();
-    let bad = TcpRepr {
-        flags: flags(RST),
-        seq_number: REMOTE_SEQ + 2,
-        ..SEND_TEMPL
-    };
+    let bad = peer(RST, REMOTE_SEQ + 2, NO_ACK);
     let mut acks = 0;
     for _ in 0..25 {
         let _ = c.on_segment(t(100), &bad);
@@ -1390,12 +1045,7 @@ fn established_no_ack_flag_dropped() {
     let mut c = socket_established();
     send!(
         c,
-        TcpRepr {
-            flags: flags(NONE),
-            seq_number: REMOTE_SEQ + 1,
-            payload: b"abc",
-            ..SEND_TEMPL
-        },
+        peer(NONE, REMOTE_SEQ + 1, NO_ACK).with_payload(b"abc"),
         Err(DropReason::NoAck)
     );
     assert_eq!(c.recv_queue(), 0);
@@ -1405,13 +1055,7 @@ fn established_no_ack_flag_dropped() {
 fn established_sends_and_gets_acked() {
     let mut c = socket_established();
     assert_eq!(c.send(b"abcdef"), Ok(6));
-    recv!(c, time 0, [TcpRepr {
-        flags: flags(ACK | PSH),
-        seq_number: LOCAL_SEQ + 1,
-        ack_number: REMOTE_SEQ + 1,
-        payload: b"abcdef",
-        ..RECV_TEMPL
-    }]);
+    recv!(c, time 0, [ours(ACK | PSH, LOCAL_SEQ + 1, REMOTE_SEQ + 1).with_payload(b"abcdef")]);
     assert_eq!(c.poll_timeout(), Some(t(1000)));
     send!(c, time 30, peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 7));
     assert_eq!(c.send_queue(), 0);
@@ -1421,13 +1065,10 @@ fn established_sends_and_gets_acked() {
 
 #[test]
 fn established_segments_at_mss_psh_on_last() {
-    let mut c = socket_established();
-    c.tcb.send_mss = 64; // eff MSS 64
-    c.snd_buf = SendBuffer::new(256);
+    let mut c = established_sender(64, 256);
     assert_eq!(c.send(&[1; 150]), Ok(150));
     let out = output(&mut c, t(0));
-    let lens: Vec<usize> = out.iter().map(|s| s.payload.len()).collect();
-    assert_eq!(lens, [64, 64, 22]);
+    assert_eq!(payload_lens(&out), [64, 64, 22]);
     assert_eq!(out[0].repr.flags, flags(ACK));
     assert_eq!(out[2].repr.flags, flags(ACK | PSH));
     assert_eq!(out[2].repr.seq_number, LOCAL_SEQ + 129);
@@ -1442,13 +1083,7 @@ fn established_nagle_holds_small_segments() {
     c.send(b"c").unwrap();
     recv_nothing!(c, time 0);
     send!(c, time 10, peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 2));
-    recv!(c, time 10, [TcpRepr {
-        flags: flags(ACK | PSH),
-        seq_number: LOCAL_SEQ + 2,
-        ack_number: REMOTE_SEQ + 1,
-        payload: b"bc",
-        ..RECV_TEMPL
-    }]);
+    recv!(c, time 10, [ours(ACK | PSH, LOCAL_SEQ + 2, REMOTE_SEQ + 1).with_payload(b"bc")]);
     // Without Nagle small writes go out at once.
     c.set_nodelay(true);
     c.send(b"d").unwrap();
@@ -1461,13 +1096,7 @@ fn established_retransmits_on_timeout_with_backoff() {
     c.send(b"abc").unwrap();
     assert_eq!(output(&mut c, t(0)).len(), 1);
     recv_nothing!(c, time 999);
-    let data = TcpRepr {
-        flags: flags(ACK | PSH),
-        seq_number: LOCAL_SEQ + 1,
-        ack_number: REMOTE_SEQ + 1,
-        payload: b"abc",
-        ..RECV_TEMPL
-    };
+    let data = ours(ACK | PSH, LOCAL_SEQ + 1, REMOTE_SEQ + 1).with_payload(b"abc");
     recv!(c, time 1000, [data]);
     assert_eq!(c.cwnd(), c.eff_mss(), "RTO: cwnd to one segment");
     recv_nothing!(c, time 2999);
@@ -1498,23 +1127,12 @@ fn established_gives_up_after_data_retries() {
 
 #[test]
 fn established_fast_retransmit_on_three_dup_acks() {
-    let mut c = socket_established();
-    c.tcb.send_mss = 64;
-    c.snd_buf = SendBuffer::new(1024);
+    let mut c = established_sender(64, 1024);
     c.cc = congestion::Congestion::new(congestion::Algorithm::NewReno, 64, 10);
-    send!(
-        c,
-        TcpRepr {
-            window: 1000,
-            ..peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1)
-        }
-    );
+    send!(c, peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1).with_window(1000));
     c.send(&[5; 320]).unwrap();
     assert_eq!(output(&mut c, t(0)).len(), 5);
-    let dup = TcpRepr {
-        window: 1000,
-        ..peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1)
-    };
+    let dup = peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1).with_window(1000);
     send!(c, time 10, dup);
     send!(c, time 10, dup);
     recv_nothing!(c, time 10);
@@ -1527,7 +1145,7 @@ fn established_fast_retransmit_on_three_dup_acks() {
     // ssthresh = max(flight / 2, 2 SMSS) = 160; cwnd = ssthresh + 3 SMSS.
     assert_eq!(c.cwnd(), 160 + 3 * 64);
     // A partial ACK retransmits the next hole at once.
-    send!(c, time 20, TcpRepr { window: 1000, ..peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 65) });
+    send!(c, time 20, peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 65).with_window(1000));
     let out = output(&mut c, t(20));
     assert_eq!(out[0].repr.seq_number, LOCAL_SEQ + 65);
     // The full ACK ends recovery.
@@ -1540,13 +1158,7 @@ fn established_fast_retransmit_on_three_dup_acks() {
 fn established_zero_window_probing_with_backoff() {
     let mut c = socket_established();
     c.set_nodelay(true);
-    send!(
-        c,
-        TcpRepr {
-            window: 0,
-            ..peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1)
-        }
-    );
+    send!(c, peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1).with_window(0));
     c.send(b"abc").unwrap();
     recv_nothing!(c, time 0);
     // Persist timer at the RTO (1 s), then doubling.
@@ -1569,54 +1181,24 @@ fn established_window_update_on_read() {
     let mut c = socket_established();
     send!(
         c,
-        TcpRepr {
-            flags: flags(ACK),
-            seq_number: REMOTE_SEQ + 1,
-            ack_number: LOCAL_SEQ + 1,
-            payload: &[1; 64],
-            ..SEND_TEMPL
-        }
+        peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1).with_payload(&[1; 64])
     );
-    recv!(
-        c,
-        [TcpRepr {
-            window: 0,
-            ..our_ack(LOCAL_SEQ + 1, REMOTE_SEQ + 65)
-        }]
-    );
+    recv!(c, [our_ack(LOCAL_SEQ + 1, REMOTE_SEQ + 65).with_window(0)]);
     // A zero window admits the segment's ACK, not its text; the refused
     // text is answered at once (RFC 9293 §3.10.7.4).
     send!(
         c,
-        TcpRepr {
-            flags: flags(ACK),
-            seq_number: REMOTE_SEQ + 65,
-            ack_number: LOCAL_SEQ + 1,
-            payload: &[2; 4],
-            ..SEND_TEMPL
-        }
+        peer_ack(REMOTE_SEQ + 65, LOCAL_SEQ + 1).with_payload(&[2; 4])
     );
     assert_eq!(c.recv_queue(), 64);
-    recv!(
-        c,
-        [TcpRepr {
-            window: 0,
-            ..our_ack(LOCAL_SEQ + 1, REMOTE_SEQ + 65)
-        }]
-    );
+    recv!(c, [our_ack(LOCAL_SEQ + 1, REMOTE_SEQ + 65).with_window(0)]);
     let mut buf = [0; 8];
     // Reading a little does not announce a silly window (SWS avoidance).
     c.recv(&mut buf).unwrap();
     recv_nothing!(c);
     let mut big = [0; 64];
     c.recv(&mut big).unwrap();
-    recv!(
-        c,
-        [TcpRepr {
-            window: 64,
-            ..our_ack(LOCAL_SEQ + 1, REMOTE_SEQ + 65)
-        }]
-    );
+    recv!(c, [our_ack(LOCAL_SEQ + 1, REMOTE_SEQ + 65).with_window(64)]);
 }
 
 #[test]
@@ -1625,12 +1207,9 @@ fn established_urgent_pointer_reported_inline() {
     send!(
         c,
         TcpRepr {
-            flags: flags(ACK | TcpFlags::URG),
-            seq_number: REMOTE_SEQ + 1,
-            ack_number: LOCAL_SEQ + 1,
             urgent_pointer: 3,
             payload: b"abcdef",
-            ..SEND_TEMPL
+            ..peer(ACK | TcpFlags::URG, REMOTE_SEQ + 1, LOCAL_SEQ + 1)
         }
     );
     assert_eq!(c.urgent_mark(), Some(3));
@@ -1647,15 +1226,7 @@ fn established_abort_sends_rst() {
     let mut c = socket_established();
     c.abort(t(0));
     assert_eq!(c.state(), State::Closed);
-    recv!(
-        c,
-        [TcpRepr {
-            flags: flags(RST),
-            seq_number: LOCAL_SEQ + 1,
-            window: 0,
-            ..RECV_TEMPL
-        }]
-    );
+    recv!(c, [ours(RST, LOCAL_SEQ + 1, NO_ACK).with_window(0)]);
     assert_eq!(c.close_reason(), Some(CloseReason::Aborted));
 }
 
@@ -1692,10 +1263,7 @@ fn keepalive_off_by_default() {
 // ---- options: window scaling, timestamps, PAWS, SACK ----
 
 fn established_with(cfg: Config, peer_opts: TcpOptions) -> Connection {
-    let syn = TcpRepr {
-        options: peer_opts,
-        ..syn_from_peer()
-    };
+    let syn = syn_from_peer().with_options(peer_opts);
     let mut c = socket_syn_received_with(cfg, &syn);
     output(&mut c, t(0));
     let ts = peer_opts.timestamps.map(|_| Timestamps {
@@ -1704,17 +1272,32 @@ fn established_with(cfg: Config, peer_opts: TcpOptions) -> Connection {
     });
     send!(
         c,
-        TcpRepr {
-            options: TcpOptions {
-                timestamps: ts,
-                ..OPTS_NONE
-            },
-            ..peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1)
-        }
+        peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1).with_options(TcpOptions {
+            timestamps: ts,
+            ..OPTS_NONE
+        })
     );
     assert_eq!(c.state(), State::Established);
     fresh_rtt(&mut c);
     c
+}
+
+/// Options carrying only a timestamps option: TSval and TSecr (RFC 7323 §3).
+fn ts_opts(tsval: u32, tsecr: u32) -> TcpOptions {
+    TcpOptions {
+        timestamps: Some(Timestamps { tsval, tsecr }),
+        ..OPTS_NONE
+    }
+}
+
+/// ESTABLISHED with timestamps on both sides (RFC 7323); the peer's SYN
+/// carried TSval 100.
+fn established_with_timestamps() -> Connection {
+    let cfg = Config {
+        timestamps: true,
+        ..cfg()
+    };
+    established_with(cfg, ts_opts(100, 0))
 }
 
 #[test]
@@ -1728,30 +1311,17 @@ fn window_scaling_applies_after_syn_only() {
         window_scale: Some(20), // clamped to 14
         ..OPTS_NONE
     };
-    let syn = TcpRepr {
-        options: opts,
-        window: 1000,
-        ..syn_from_peer()
-    };
+    let syn = syn_from_peer().with_options(opts).with_window(1000);
     let mut c = socket_syn_received_with(cfg, &syn);
     assert_eq!(c.tcb().snd_wnd, 1000, "the SYN's window is not scaled");
     assert_eq!(c.tcb().snd_wnd_shift, 14);
     output(&mut c, t(0));
-    send!(
-        c,
-        TcpRepr {
-            window: 2,
-            ..peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1)
-        }
-    );
+    send!(c, peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1).with_window(2));
     assert_eq!(c.tcb().snd_wnd, 2 << 14);
     // Our windows go out scaled by 5 (1 MiB).
     send!(
         c,
-        TcpRepr {
-            payload: &[0; 10],
-            ..peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1)
-        }
+        peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1).with_payload(&[0; 10])
     );
     c.ack_now = true;
     let out = output(&mut c, t(0));
@@ -1760,20 +1330,7 @@ fn window_scaling_applies_after_syn_only() {
 
 #[test]
 fn timestamps_echo_paws_and_rtt() {
-    let cfg = Config {
-        timestamps: true,
-        ..cfg()
-    };
-    let mut c = established_with(
-        cfg,
-        TcpOptions {
-            timestamps: Some(Timestamps {
-                tsval: 100,
-                tsecr: 0,
-            }),
-            ..OPTS_NONE
-        },
-    );
+    let mut c = established_with_timestamps();
     assert!(c.tcb().ts_enabled);
     assert_eq!(c.eff_mss(), 536 - 12);
     assert_eq!(c.tcb().ts_recent, 101);
@@ -1788,18 +1345,12 @@ fn timestamps_echo_paws_and_rtt() {
         })
     );
     // RTT from the echo: 80 - 50.
-    send!(c, time 80, TcpRepr {
-        options: TcpOptions { timestamps: Some(Timestamps { tsval: 120, tsecr: 50 }), ..OPTS_NONE },
-        ..peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 4)
-    });
+    send!(c, time 80, peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 4).with_options(ts_opts(120, 50)));
     assert_eq!(c.rtt().srtt(), Some(Duration::from_millis(30)));
     assert_eq!(c.tcb().ts_recent, 120);
     // PAWS: an older TSval is an old duplicate: ACK and drop.
-    send!(c, time 90, TcpRepr {
-        options: TcpOptions { timestamps: Some(Timestamps { tsval: 110, tsecr: 50 }), ..OPTS_NONE },
-        payload: b"old",
-        ..peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 4)
-    }, Err(DropReason::Paws));
+    let old = peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 4).with_options(ts_opts(110, 50));
+    send!(c, time 90, old.with_payload(b"old"), Err(DropReason::Paws));
     assert_eq!(c.recv_queue(), 0);
     let out = output(&mut c, t(90));
     assert_eq!(out.len(), 1);
@@ -1826,13 +1377,7 @@ fn sack_blocks_generated_per_rfc2018() {
             ..OPTS_NONE
         },
     );
-    let seg = |off: usize| TcpRepr {
-        flags: flags(ACK),
-        seq_number: REMOTE_SEQ + 1 + off,
-        ack_number: LOCAL_SEQ + 1,
-        payload: &[3; 10],
-        ..SEND_TEMPL
-    };
+    let seg = |off: usize| peer_ack(REMOTE_SEQ + 1 + off, LOCAL_SEQ + 1).with_payload(&[3; 10]);
     let block = |l: usize, r: usize| {
         Some(SackBlock {
             left: REMOTE_SEQ + 1 + l,
@@ -1880,15 +1425,7 @@ fn fin_wait_1_fin_goes_to_closing() {
 #[test]
 fn fin_wait_1_fin_ack_goes_to_time_wait() {
     let mut c = socket_fin_wait_1();
-    send!(
-        c,
-        TcpRepr {
-            flags: flags(FIN | ACK),
-            seq_number: REMOTE_SEQ + 1,
-            ack_number: LOCAL_SEQ + 2,
-            ..SEND_TEMPL
-        }
-    );
+    send!(c, peer(FIN | ACK, REMOTE_SEQ + 1, LOCAL_SEQ + 2));
     assert_eq!(c.state(), State::TimeWait);
     recv!(c, [our_ack(LOCAL_SEQ + 2, REMOTE_SEQ + 2)]);
 }
@@ -1898,13 +1435,7 @@ fn fin_wait_1_still_receives_data() {
     let mut c = socket_fin_wait_1();
     send!(
         c,
-        TcpRepr {
-            flags: flags(ACK),
-            seq_number: REMOTE_SEQ + 1,
-            ack_number: LOCAL_SEQ + 1,
-            payload: b"late",
-            ..SEND_TEMPL
-        }
+        peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1).with_payload(b"late")
     );
     assert_eq!(c.recv_queue(), 4);
     assert_eq!(c.send(b"x"), Err(SendError::Closed));
@@ -1913,12 +1444,7 @@ fn fin_wait_1_still_receives_data() {
 #[test]
 fn fin_wait_1_retransmits_fin() {
     let mut c = socket_fin_wait_1();
-    recv!(c, time 1000, [TcpRepr {
-        flags: flags(FIN | ACK),
-        seq_number: LOCAL_SEQ + 1,
-        ack_number: REMOTE_SEQ + 1,
-        ..RECV_TEMPL
-    }]);
+    recv!(c, time 1000, [ours(FIN | ACK, LOCAL_SEQ + 1, REMOTE_SEQ + 1)]);
 }
 
 #[test]
@@ -1926,22 +1452,11 @@ fn fin_wait_1_rst_and_syn() {
     let mut c = socket_fin_wait_1();
     send!(
         c,
-        TcpRepr {
-            flags: flags(SYN),
-            seq_number: REMOTE_SEQ + 1,
-            ..SEND_TEMPL
-        },
+        peer(SYN, REMOTE_SEQ + 1, NO_ACK),
         Err(DropReason::SynChallenged)
     );
     recv!(c, [our_ack(LOCAL_SEQ + 2, REMOTE_SEQ + 1)]);
-    send!(
-        c,
-        TcpRepr {
-            flags: flags(RST),
-            seq_number: REMOTE_SEQ + 1,
-            ..SEND_TEMPL
-        }
-    );
+    send!(c, peer(RST, REMOTE_SEQ + 1, NO_ACK));
     assert_eq!(c.state(), State::Closed);
     assert_eq!(c.close_reason(), Some(CloseReason::Reset));
 }
@@ -1953,32 +1468,12 @@ fn fin_wait_2_receives_data_then_fin() {
     let mut c = socket_fin_wait_2();
     send!(
         c,
-        TcpRepr {
-            flags: flags(ACK),
-            seq_number: REMOTE_SEQ + 1,
-            ack_number: LOCAL_SEQ + 2,
-            payload: b"more",
-            ..SEND_TEMPL
-        }
+        peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 2).with_payload(b"more")
     );
     assert_eq!(c.recv_queue(), 4);
-    send!(
-        c,
-        TcpRepr {
-            flags: flags(ACK | FIN),
-            seq_number: REMOTE_SEQ + 5,
-            ack_number: LOCAL_SEQ + 2,
-            ..SEND_TEMPL
-        }
-    );
+    send!(c, peer(ACK | FIN, REMOTE_SEQ + 5, LOCAL_SEQ + 2));
     assert_eq!(c.state(), State::TimeWait);
-    recv!(
-        c,
-        [TcpRepr {
-            window: 59,
-            ..our_ack(LOCAL_SEQ + 2, REMOTE_SEQ + 6)
-        }]
-    );
+    recv!(c, [our_ack(LOCAL_SEQ + 2, REMOTE_SEQ + 6).with_window(59)]);
 }
 
 #[test]
@@ -2002,31 +1497,16 @@ fn fin_wait_2_rst_in_and_out_of_window() {
     let mut c = socket_fin_wait_2();
     send!(
         c,
-        TcpRepr {
-            flags: flags(RST),
-            seq_number: REMOTE_SEQ + 999,
-            ..SEND_TEMPL
-        },
+        peer(RST, REMOTE_SEQ + 999, NO_ACK),
         Err(DropReason::RstOutOfWindow)
     );
     send!(
         c,
-        TcpRepr {
-            flags: flags(RST),
-            seq_number: REMOTE_SEQ + 9,
-            ..SEND_TEMPL
-        },
+        peer(RST, REMOTE_SEQ + 9, NO_ACK),
         Err(DropReason::RstChallenged)
     );
     recv!(c, [our_ack(LOCAL_SEQ + 2, REMOTE_SEQ + 1)]);
-    send!(
-        c,
-        TcpRepr {
-            flags: flags(RST),
-            seq_number: REMOTE_SEQ + 1,
-            ..SEND_TEMPL
-        }
-    );
+    send!(c, peer(RST, REMOTE_SEQ + 1, NO_ACK));
     assert_eq!(c.state(), State::Closed);
 }
 
@@ -2042,14 +1522,7 @@ fn closing_ack_goes_to_time_wait() {
 #[test]
 fn closing_rst_closes_quietly() {
     let mut c = socket_closing();
-    send!(
-        c,
-        TcpRepr {
-            flags: flags(RST),
-            seq_number: REMOTE_SEQ + 2,
-            ..SEND_TEMPL
-        }
-    );
+    send!(c, peer(RST, REMOTE_SEQ + 2, NO_ACK));
     assert_eq!(c.state(), State::Closed);
     assert_eq!(c.close_reason(), Some(CloseReason::Normal));
 }
@@ -2059,12 +1532,7 @@ fn closing_retransmitted_fin_is_acked() {
     let mut c = socket_closing();
     send!(
         c,
-        TcpRepr {
-            flags: flags(FIN | ACK),
-            seq_number: REMOTE_SEQ + 1,
-            ack_number: LOCAL_SEQ + 1,
-            ..SEND_TEMPL
-        },
+        peer(FIN | ACK, REMOTE_SEQ + 1, LOCAL_SEQ + 1),
         Err(DropReason::OutOfWindow)
     );
     recv!(c, [our_ack(LOCAL_SEQ + 2, REMOTE_SEQ + 2)]);
@@ -2090,27 +1558,18 @@ fn time_wait_msl_is_configurable() {
     c.cfg.msl = Duration::from_millis(500);
     c.shutdown_write(t(0));
     output(&mut c, t(0));
-    send!(
-        c,
-        TcpRepr {
-            flags: flags(FIN | ACK),
-            seq_number: REMOTE_SEQ + 1,
-            ack_number: LOCAL_SEQ + 2,
-            ..SEND_TEMPL
-        }
-    );
+    send!(c, peer(FIN | ACK, REMOTE_SEQ + 1, LOCAL_SEQ + 2));
     assert_eq!(c.poll_timeout(), Some(t(1000)));
 }
 
 #[test]
 fn time_wait_retransmitted_fin_acked_and_timer_restarts() {
     let mut c = socket_time_wait();
-    send!(c, time 5000, TcpRepr {
-        flags: flags(FIN | ACK),
-        seq_number: REMOTE_SEQ + 1,
-        ack_number: LOCAL_SEQ + 2,
-        ..SEND_TEMPL
-    }, Err(DropReason::OutOfWindow));
+    send!(
+        c, time 5000,
+        peer(FIN | ACK, REMOTE_SEQ + 1, LOCAL_SEQ + 2),
+        Err(DropReason::OutOfWindow)
+    );
     recv!(c, time 5000, [our_ack(LOCAL_SEQ + 2, REMOTE_SEQ + 2)]);
     assert_eq!(c.poll_timeout(), Some(t(65_000)));
 }
@@ -2120,34 +1579,20 @@ fn time_wait_ignores_rst_and_challenges_syn() {
     let mut c = socket_time_wait();
     send!(
         c,
-        TcpRepr {
-            flags: flags(RST),
-            seq_number: REMOTE_SEQ + 2,
-            ..SEND_TEMPL
-        },
+        peer(RST, REMOTE_SEQ + 2, NO_ACK),
         Err(DropReason::RstOutOfWindow)
     );
     assert_eq!(c.state(), State::TimeWait);
     send!(
         c,
-        TcpRepr {
-            flags: flags(SYN),
-            seq_number: REMOTE_SEQ + 2,
-            ..SEND_TEMPL
-        },
+        peer(SYN, REMOTE_SEQ + 2, NO_ACK),
         Err(DropReason::SynChallenged)
     );
     recv!(c, [our_ack(LOCAL_SEQ + 2, REMOTE_SEQ + 2)]);
     // Data is not accepted any more.
     send!(
         c,
-        TcpRepr {
-            flags: flags(ACK),
-            seq_number: REMOTE_SEQ + 2,
-            ack_number: LOCAL_SEQ + 2,
-            payload: b"zz",
-            ..SEND_TEMPL
-        }
+        peer_ack(REMOTE_SEQ + 2, LOCAL_SEQ + 2).with_payload(b"zz")
     );
     assert_eq!(c.recv_queue(), 0);
 }
@@ -2160,13 +1605,7 @@ fn close_wait_keeps_sending() {
     c.send(b"reply").unwrap();
     recv!(
         c,
-        [TcpRepr {
-            flags: flags(ACK | PSH),
-            seq_number: LOCAL_SEQ + 1,
-            ack_number: REMOTE_SEQ + 2,
-            payload: b"reply",
-            ..RECV_TEMPL
-        }]
+        [ours(ACK | PSH, LOCAL_SEQ + 1, REMOTE_SEQ + 2).with_payload(b"reply")]
     );
 }
 
@@ -2175,13 +1614,7 @@ fn close_wait_data_after_fin_is_not_accepted() {
     let mut c = socket_close_wait();
     send!(
         c,
-        TcpRepr {
-            flags: flags(ACK),
-            seq_number: REMOTE_SEQ + 2,
-            ack_number: LOCAL_SEQ + 1,
-            payload: b"bogus",
-            ..SEND_TEMPL
-        }
+        peer_ack(REMOTE_SEQ + 2, LOCAL_SEQ + 1).with_payload(b"bogus")
     );
     assert_eq!(c.recv_queue(), 0);
     assert_eq!(c.recv(&mut [0; 4]), Err(RecvError::Finished));
@@ -2190,14 +1623,7 @@ fn close_wait_data_after_fin_is_not_accepted() {
 #[test]
 fn close_wait_rst_resets() {
     let mut c = socket_close_wait();
-    send!(
-        c,
-        TcpRepr {
-            flags: flags(RST),
-            seq_number: REMOTE_SEQ + 2,
-            ..SEND_TEMPL
-        }
-    );
+    send!(c, peer(RST, REMOTE_SEQ + 2, NO_ACK));
     assert_eq!(c.close_reason(), Some(CloseReason::Reset));
 }
 
@@ -2217,18 +1643,20 @@ fn last_ack_ack_closes() {
 #[test]
 fn last_ack_retransmits_fin_and_rst_closes() {
     let mut c = socket_last_ack();
-    recv!(c, time 1000, [TcpRepr {
-        flags: flags(FIN | ACK),
-        seq_number: LOCAL_SEQ + 1,
-        ack_number: REMOTE_SEQ + 2,
-        ..RECV_TEMPL
-    }]);
-    send!(c, time 1001, TcpRepr { flags: flags(RST), seq_number: REMOTE_SEQ + 2, ..SEND_TEMPL });
+    recv!(c, time 1000, [ours(FIN | ACK, LOCAL_SEQ + 1, REMOTE_SEQ + 2)]);
+    send!(c, time 1001, peer(RST, REMOTE_SEQ + 2, NO_ACK));
     assert_eq!(c.state(), State::Closed);
     assert_eq!(c.close_reason(), Some(CloseReason::Normal));
 }
 
 // ---- closing sequences end to end ----
+
+/// Feed segments to a connection, whatever it makes of them.
+fn deliver(c: &mut Connection, segs: Vec<Seg>, now: Instant) {
+    for s in segs {
+        let _ = c.on_segment(now, &s.as_repr());
+    }
+}
 
 /// Pass everything each side emits to the other until both are quiet.
 fn exchange(a: &mut Connection, b: &mut Connection, now: Instant) {
@@ -2238,32 +1666,23 @@ fn exchange(a: &mut Connection, b: &mut Connection, now: Instant) {
         if from_a.is_empty() && from_b.is_empty() {
             return;
         }
-        for s in from_a {
-            let _ = b.on_segment(
-                now,
-                &TcpRepr {
-                    payload: &s.payload,
-                    ..s.repr
-                },
-            );
-        }
-        for s in from_b {
-            let _ = a.on_segment(
-                now,
-                &TcpRepr {
-                    payload: &s.payload,
-                    ..s.repr
-                },
-            );
-        }
+        deliver(b, from_a, now);
+        deliver(a, from_b, now);
     }
     panic!("no quiescence");
 }
 
-fn pair() -> (Connection, Connection) {
-    let mut a = Connection::connect(cfg(), TUPLE.reversed(), t(0), &KEY);
+/// A sends its SYN (client side, `TUPLE` reversed); B is made from it in
+/// SYN-RECEIVED with its SYN-ACK not yet sent.
+fn syn_pair(cfg: Config) -> (Connection, Connection) {
+    let mut a = Connection::connect(cfg.clone(), TUPLE.reversed(), t(0), &KEY);
     let syn = output(&mut a, t(0)).remove(0);
-    let mut b = Connection::accept_syn(cfg(), TUPLE, t(0), &KEY, &syn.repr);
+    let b = Connection::accept_syn(cfg, TUPLE, t(0), &KEY, &syn.repr);
+    (a, b)
+}
+
+fn pair() -> (Connection, Connection) {
+    let (mut a, mut b) = syn_pair(cfg());
     exchange(&mut a, &mut b, t(0));
     assert_eq!(
         (a.state(), b.state()),
@@ -2295,24 +1714,8 @@ fn simultaneous_close() {
     // Both FINs cross.
     let fa = output(&mut a, t(0));
     let fb = output(&mut b, t(0));
-    for s in fa {
-        let _ = b.on_segment(
-            t(0),
-            &TcpRepr {
-                payload: &s.payload,
-                ..s.repr
-            },
-        );
-    }
-    for s in fb {
-        let _ = a.on_segment(
-            t(0),
-            &TcpRepr {
-                payload: &s.payload,
-                ..s.repr
-            },
-        );
-    }
+    deliver(&mut b, fa, t(0));
+    deliver(&mut a, fb, t(0));
     assert_eq!((a.state(), b.state()), (State::Closing, State::Closing));
     exchange(&mut a, &mut b, t(0));
     assert_eq!((a.state(), b.state()), (State::TimeWait, State::TimeWait));
@@ -2368,20 +1771,7 @@ fn poll_transmit_refusal_keeps_the_segment() {
 
 #[test]
 fn timestamp_echo_older_than_a_retransmission_is_no_sample() {
-    let cfg = Config {
-        timestamps: true,
-        ..cfg()
-    };
-    let mut c = established_with(
-        cfg,
-        TcpOptions {
-            timestamps: Some(Timestamps {
-                tsval: 100,
-                tsecr: 0,
-            }),
-            ..OPTS_NONE
-        },
-    );
+    let mut c = established_with_timestamps();
     c.set_nodelay(true);
     c.send(b"abc").unwrap();
     let first = output(&mut c, t(10));
@@ -2390,18 +1780,12 @@ fn timestamp_echo_older_than_a_retransmission_is_no_sample() {
     let again = output(&mut c, t(1010));
     assert_eq!(again[0].repr.options.timestamps.unwrap().tsval, 1010);
     // An ACK echoing the first transmission (its ACK was lost) is no sample.
-    send!(c, time 1020, TcpRepr {
-        options: TcpOptions { timestamps: Some(Timestamps { tsval: 200, tsecr: 10 }), ..OPTS_NONE },
-        ..peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 4)
-    });
+    send!(c, time 1020, peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 4).with_options(ts_opts(200, 10)));
     assert_eq!(c.rtt().srtt(), None);
     // Once all is acknowledged, fresh echoes are samples again.
     c.send(b"d").unwrap();
     output(&mut c, t(1100));
-    send!(c, time 1140, TcpRepr {
-        options: TcpOptions { timestamps: Some(Timestamps { tsval: 300, tsecr: 1100 }), ..OPTS_NONE },
-        ..peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 5)
-    });
+    send!(c, time 1140, peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 5).with_options(ts_opts(300, 1100)));
     assert_eq!(c.rtt().srtt(), Some(Duration::from_millis(40)));
 }
 
@@ -2409,24 +1793,14 @@ fn timestamp_echo_older_than_a_retransmission_is_no_sample() {
 fn pure_ack_stays_inside_the_peers_window() {
     let mut c = socket_established();
     c.set_nodelay(true);
-    send!(
-        c,
-        TcpRepr {
-            window: 4,
-            ..peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1)
-        }
-    );
+    send!(c, peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1).with_window(4));
     c.send(b"abcd").unwrap();
     assert_eq!(output(&mut c, t(0)).len(), 1);
     // Timeout rewinds SND.NXT; the peer then shrinks its window to zero.
     output(&mut c, t(1000));
-    send!(c, time 1001, TcpRepr { window: 0, ..peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1) });
+    send!(c, time 1001, peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1).with_window(0));
     // Out-of-order data asks for an immediate ACK.
-    send!(c, time 1002, TcpRepr {
-        payload: b"x",
-        window: 0,
-        ..peer_ack(REMOTE_SEQ + 2, LOCAL_SEQ + 1)
-    });
+    send!(c, time 1002, peer_ack(REMOTE_SEQ + 2, LOCAL_SEQ + 1).with_payload(b"x").with_window(0));
     let out = output(&mut c, t(1002));
     let ack = out.iter().find(|s| s.payload.is_empty()).unwrap();
     // SND.MAX (LOCAL+5) is past SND.UNA + SND.WND (LOCAL+1).
@@ -2601,23 +1975,12 @@ fn close_with_unread_data_resets() {
     let mut c = socket_established();
     send!(
         c,
-        TcpRepr {
-            payload: b"unread",
-            ..peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1)
-        }
+        peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1).with_payload(b"unread")
     );
     c.close(t(0));
     assert_eq!(c.state(), State::Closed);
     assert_eq!(c.close_reason(), Some(CloseReason::Aborted));
-    recv!(
-        c,
-        [TcpRepr {
-            flags: flags(RST),
-            seq_number: LOCAL_SEQ + 1,
-            window: 0,
-            ..RECV_TEMPL
-        }]
-    );
+    recv!(c, [ours(RST, LOCAL_SEQ + 1, NO_ACK).with_window(0)]);
 }
 
 #[test]
@@ -2628,101 +1991,40 @@ fn data_after_close_resets() {
     assert_eq!(c.state(), State::FinWait1);
     send!(
         c,
-        TcpRepr {
-            payload: b"late",
-            ..peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 2)
-        }
+        peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 2).with_payload(b"late")
     );
     assert_eq!(c.state(), State::Closed);
-    recv!(
-        c,
-        [TcpRepr {
-            flags: flags(RST),
-            seq_number: LOCAL_SEQ + 2,
-            window: 0,
-            ..RECV_TEMPL
-        }]
-    );
+    recv!(c, [ours(RST, LOCAL_SEQ + 2, NO_ACK).with_window(0)]);
 }
 
 #[test]
 fn time_wait_reuse_rules() {
     let c = socket_time_wait();
-    let syn = |seq: SeqNumber| TcpRepr {
-        flags: flags(SYN),
-        seq_number: seq,
-        ..SEND_TEMPL
-    };
+    let syn = |seq: SeqNumber| peer(SYN, seq, NO_ACK);
     assert!(c.syn_may_reopen(&syn(REMOTE_SEQ + 1000)));
     assert!(!c.syn_may_reopen(&syn(REMOTE_SEQ)));
-    assert!(!c.syn_may_reopen(&TcpRepr {
-        flags: flags(SYN | ACK),
-        ..syn(REMOTE_SEQ + 1000)
-    }));
+    assert!(!c.syn_may_reopen(&peer(SYN | ACK, REMOTE_SEQ + 1000, NO_ACK)));
     assert!(!socket_established().syn_may_reopen(&syn(REMOTE_SEQ + 1000)));
     // With timestamps the TSval decides.
-    let cfg = Config {
-        timestamps: true,
-        ..cfg()
-    };
-    let mut c = established_with(
-        cfg,
-        TcpOptions {
-            timestamps: Some(Timestamps {
-                tsval: 100,
-                tsecr: 0,
-            }),
-            ..OPTS_NONE
-        },
-    );
+    let mut c = established_with_timestamps();
     c.shutdown_write(t(0));
     output(&mut c, t(0));
     send!(
         c,
-        TcpRepr {
-            flags: flags(FIN | ACK),
-            options: TcpOptions {
-                timestamps: Some(Timestamps {
-                    tsval: 500,
-                    tsecr: 0
-                }),
-                ..OPTS_NONE
-            },
-            ..peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 2)
-        }
+        peer(FIN | ACK, REMOTE_SEQ + 1, LOCAL_SEQ + 2).with_options(ts_opts(500, 0))
     );
     assert_eq!(c.state(), State::TimeWait);
-    let ts_syn = |tsval: u32, seq: SeqNumber| TcpRepr {
-        options: TcpOptions {
-            timestamps: Some(Timestamps { tsval, tsecr: 0 }),
-            ..OPTS_NONE
-        },
-        ..syn(seq)
-    };
+    let ts_syn = |tsval: u32, seq: SeqNumber| syn(seq).with_options(ts_opts(tsval, 0));
     assert!(c.syn_may_reopen(&ts_syn(501, REMOTE_SEQ)));
     assert!(!c.syn_may_reopen(&ts_syn(400, REMOTE_SEQ + 1000)));
 }
 
 #[test]
 fn sender_sws_avoidance_and_override() {
-    let mut c = socket_established();
-    c.snd_buf = SendBuffer::new(1024);
-    c.tcb.send_mss = 100;
+    let mut c = established_sender(100, 1024);
     // The peer offered 1000 once; now only 10 bytes are usable.
-    send!(
-        c,
-        TcpRepr {
-            window: 1000,
-            ..peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1)
-        }
-    );
-    send!(
-        c,
-        TcpRepr {
-            window: 10,
-            ..peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1)
-        }
-    );
+    send!(c, peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1).with_window(1000));
+    send!(c, peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1).with_window(10));
     c.send(&[1; 300]).unwrap();
     // 10 bytes is neither a full segment nor half the largest window.
     recv_nothing!(c, time 0);
@@ -2732,42 +2034,23 @@ fn sender_sws_avoidance_and_override() {
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].payload.len(), 10);
     // Half of the largest window is enough to send at once.
-    send!(
-        c,
-        TcpRepr {
-            window: 510,
-            ..peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 11)
-        }
-    );
+    send!(c, peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 11).with_window(510));
     let out = output(&mut c, at);
-    let lens: Vec<usize> = out.iter().map(|s| s.payload.len()).collect();
-    assert_eq!(lens, [100, 100, 90]);
+    assert_eq!(payload_lens(&out), [100, 100, 90]);
 }
 
 #[test]
 fn nothing_is_accepted_past_the_fin() {
     let mut c = socket_established();
     // FIN out of order at +4, then data claiming to run past it.
+    send!(c, peer(ACK | FIN, REMOTE_SEQ + 5, LOCAL_SEQ + 1));
     send!(
         c,
-        TcpRepr {
-            flags: flags(ACK | FIN),
-            ..peer_ack(REMOTE_SEQ + 5, LOCAL_SEQ + 1)
-        }
+        peer_ack(REMOTE_SEQ + 3, LOCAL_SEQ + 1).with_payload(b"cdefgh")
     );
     send!(
         c,
-        TcpRepr {
-            payload: b"cdefgh",
-            ..peer_ack(REMOTE_SEQ + 3, LOCAL_SEQ + 1)
-        }
-    );
-    send!(
-        c,
-        TcpRepr {
-            payload: b"ab",
-            ..peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1)
-        }
+        peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1).with_payload(b"ab")
     );
     assert_eq!(c.state(), State::CloseWait);
     assert_eq!(c.recv_queue(), 4);
@@ -2836,6 +2119,23 @@ fn reaction_matrix() {
     // Columns: SYN in / SYN out / ACK in / ACK out / data in / data out /
     // FIN in / FIN out / RST exact / RST in window / RST out.
     type Row = (fn() -> Connection, [(State, Reply); 11]);
+    // Each column's segment: control bits, SEG.SEQ as an offset from
+    // RCV.NXT (FAR is outside any window), text.
+    const FAR: usize = 1000;
+    const TEXT: &[u8] = b"0123456789";
+    let columns: [(u8, usize, &[u8]); 11] = [
+        (SYN, 5, &[]),
+        (SYN, FAR, &[]),
+        (ACK, 0, &[]),
+        (ACK, FAR, &[]),
+        (ACK, 0, TEXT),
+        (ACK, FAR, TEXT),
+        (ACK | FIN, 0, &[]),
+        (ACK | FIN, FAR, &[]),
+        (RST, 0, &[]),
+        (RST, 5, &[]),
+        (RST, FAR, &[]),
+    ];
     let table: [Row; 8] = [
         (
             socket_syn_received,
@@ -2978,67 +2278,8 @@ fn reaction_matrix() {
             } else {
                 c.tcb().snd_una
             };
-            let base = TcpRepr {
-                seq_number: r,
-                ack_number: ack,
-                ..SEND_TEMPL
-            };
-            let far = r + 1000;
-            let seg = match col {
-                0 => TcpRepr {
-                    flags: flags(SYN),
-                    seq_number: r + 5,
-                    ..base
-                },
-                1 => TcpRepr {
-                    flags: flags(SYN),
-                    seq_number: far,
-                    ..base
-                },
-                2 => TcpRepr {
-                    flags: flags(ACK),
-                    ..base
-                },
-                3 => TcpRepr {
-                    flags: flags(ACK),
-                    seq_number: far,
-                    ..base
-                },
-                4 => TcpRepr {
-                    flags: flags(ACK),
-                    payload: b"0123456789",
-                    ..base
-                },
-                5 => TcpRepr {
-                    flags: flags(ACK),
-                    seq_number: far,
-                    payload: b"0123456789",
-                    ..base
-                },
-                6 => TcpRepr {
-                    flags: flags(ACK | FIN),
-                    ..base
-                },
-                7 => TcpRepr {
-                    flags: flags(ACK | FIN),
-                    seq_number: far,
-                    ..base
-                },
-                8 => TcpRepr {
-                    flags: flags(RST),
-                    ..base
-                },
-                9 => TcpRepr {
-                    flags: flags(RST),
-                    seq_number: r + 5,
-                    ..base
-                },
-                _ => TcpRepr {
-                    flags: flags(RST),
-                    seq_number: far,
-                    ..base
-                },
-            };
+            let (f, off, payload) = columns[col];
+            let seg = peer(f, r + off, ack).with_payload(payload);
             let _ = c.on_segment(t(1), &seg);
             let got = (c.state(), classify(&output(&mut c, t(1))));
             assert_eq!(got, *want, "{start:?}, column {col}: {seg:?}");
@@ -3054,11 +2295,7 @@ fn listen_data_before_accept_reaches_the_connection() {
     l.on_segment(t(1), REMOTE, &peer_ack(REMOTE_SEQ + 1, iss + 1))
         .unwrap();
     // Not accepted yet: the data still finds the connection (no RST).
-    let data = TcpRepr {
-        flags: flags(ACK | FIN),
-        payload: b"early",
-        ..peer_ack(REMOTE_SEQ + 1, iss + 1)
-    };
+    let data = peer(ACK | FIN, REMOTE_SEQ + 1, iss + 1).with_payload(b"early");
     l.on_segment(t(2), REMOTE, &data).unwrap();
     // Its ACK leaves through the listener.
     let out = listener_output(&mut l, t(2));
@@ -3081,13 +2318,8 @@ fn established_delivers_in_order_text_without_copy() {
     let mut c = socket_established();
     let mut got: Vec<u8> = Vec::new();
     let mut offers = 0;
-    let seg = |seq: SeqNumber, payload: &'static [u8]| TcpRepr {
-        flags: flags(ACK),
-        seq_number: seq,
-        ack_number: LOCAL_SEQ + 1,
-        payload,
-        ..SEND_TEMPL
-    };
+    let seg =
+        |seq: SeqNumber, payload: &'static [u8]| peer_ack(seq, LOCAL_SEQ + 1).with_payload(payload);
     // Taken whole: nothing reaches the receive buffer, RCV.NXT moves on and
     // the echo went into the send side.
     let mut take_all = |d: &[u8], tx: &mut SendHalf<'_>| {
@@ -3186,13 +2418,7 @@ fn scaled_window_edge_stays_inside_the_buffer() {
             send!(
                 c,
                 time now,
-                TcpRepr {
-                    flags: flags(ACK),
-                    seq_number: sent,
-                    ack_number: LOCAL_SEQ + 1,
-                    payload: &data,
-                    ..SEND_TEMPL
-                }
+                peer_ack(sent, LOCAL_SEQ + 1).with_payload(&data)
             );
             sent += len;
             assert_eq!(
@@ -3213,31 +2439,16 @@ fn scaled_window_edge_stays_inside_the_buffer() {
 /// RFC 7323 §2.4 rule 4).
 #[test]
 fn resend_after_timeout_is_not_held_by_sws_avoidance() {
-    let mut c = socket_established();
-    c.snd_buf = SendBuffer::new(1024);
-    c.tcb.send_mss = 100;
+    let mut c = established_sender(100, 1024);
     c.set_nodelay(true);
-    send!(
-        c,
-        TcpRepr {
-            window: 1000,
-            ..peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1)
-        }
-    );
+    send!(c, peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1).with_window(1000));
     c.send(&[1; 300]).unwrap();
-    let lens: Vec<usize> = output(&mut c, t(0))
-        .iter()
-        .map(|s| s.payload.len())
-        .collect();
-    assert_eq!(lens, [100, 100, 100]);
+    assert_eq!(payload_lens(&output(&mut c, t(0))), [100, 100, 100]);
     // The peer takes nothing and its window shrinks to 10 bytes.
     send!(
         c,
         time 10,
-        TcpRepr {
-            window: 10,
-            ..peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1)
-        }
+        peer_ack(REMOTE_SEQ + 1, LOCAL_SEQ + 1).with_window(10)
     );
     recv_nothing!(c, time 10);
     let rto = c.poll_timeout().unwrap();
@@ -3279,9 +2490,7 @@ fn echo_bulk(recv_buffer: usize, timestamps: bool, millis: u64) -> EchoRun {
     // the one-way delay.
     let ns_per_byte = [2u64, 3];
     let delay = Duration::from_micros(20);
-    let mut a = Connection::connect(cfg.clone(), TUPLE.reversed(), t(0), &KEY);
-    let syn = output(&mut a, t(0)).remove(0);
-    let mut b = Connection::accept_syn(cfg, TUPLE, t(0), &KEY, &syn.repr);
+    let (mut a, mut b) = syn_pair(cfg);
     // Segments on the wire with their arrival time: [0] to the server, [1]
     // to the client.
     let mut wire: [VecDeque<(Instant, Seg)>; 2] = [VecDeque::new(), VecDeque::new()];
@@ -3315,13 +2524,7 @@ fn echo_bulk(recv_buffer: usize, timestamps: bool, millis: u64) -> EchoRun {
         }
         while wire[1].front().is_some_and(|(at, _)| *at <= now) {
             let (_, s) = wire[1].pop_front().unwrap();
-            let _ = a.on_segment(
-                now,
-                &TcpRepr {
-                    payload: &s.payload,
-                    ..s.repr
-                },
-            );
+            let _ = a.on_segment(now, &s.as_repr());
         }
         let reading = now.total_micros() % 10_000 >= 3_000;
         while wire[0].front().is_some_and(|(at, _)| *at <= now) {
@@ -3336,14 +2539,7 @@ fn echo_bulk(recv_buffer: usize, timestamps: bool, millis: u64) -> EchoRun {
                     0
                 }
             };
-            let _ = b.on_segment_deliver(
-                now,
-                &TcpRepr {
-                    payload: &s.payload,
-                    ..s.repr
-                },
-                Some(&mut echo),
-            );
+            let _ = b.on_segment_deliver(now, &s.as_repr(), Some(&mut echo));
             if in_order && s.payload.len() > room && b.state() == State::Established {
                 run.cut += 1;
             }
