@@ -233,6 +233,30 @@ pub fn run_loop<L: WorkerLink>(
     report(cfg, link, shard)
 }
 
+/// [`run_loop`] on the calling thread, without commands, for a load
+/// generator: its handler raises `done` when the run is over, and a watcher
+/// thread raises it as well when the caller's `stop` is set.
+pub fn run_until_done<L: WorkerLink>(
+    cfg: &LoopConfig,
+    link: &mut L,
+    shard: &mut Shard<L::Frame>,
+    done: &AtomicBool,
+    stop: &AtomicBool,
+) -> WorkerReport {
+    let (_tx, commands) = crossbeam::channel::unbounded();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !done.load(Ordering::Relaxed) {
+                if stop.load(Ordering::Relaxed) {
+                    done.store(true, Ordering::Relaxed);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        });
+        run_loop(cfg, link, shard, &commands, done, None)
+    })
+}
+
 fn report<L: WorkerLink>(cfg: &LoopConfig, link: &L, shard: &Shard<L::Frame>) -> WorkerReport {
     WorkerReport {
         worker: cfg.worker,

@@ -63,7 +63,7 @@ use crate::shard::{Shard, ShardConfig};
 use crate::shard_tcp::{ShardTcp, TcpShardConfig};
 use crate::tcp::{CloseReason, IsnKey, SendError, SendHalf};
 use crate::time::Instant;
-use crate::worker::{iface_ipv4, iface_mac_mtu, open_link, run_loop, LoopConfig};
+use crate::worker::{iface_ipv4, iface_mac_mtu, open_link, run_until_done, LoopConfig};
 use crate::xdp::{AttachMode, PollMode, Steering, XsConfig, XskConfig};
 
 /// Settings of the xdpstack TCP client.
@@ -851,23 +851,10 @@ pub fn run(cfg: &TcpXdpConfig, stop: &AtomicBool) -> io::Result<Report> {
         stats_every: None,
         kernel_neighbors: (mode == AddressMode::Shared).then(|| cfg.iface.clone()),
     };
-    let (_tx, commands) = crossbeam::channel::unbounded();
-    let done = &handle.done;
-    // The handler raises `done`; a watcher maps the caller's `stop` onto it.
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            while !done.load(Ordering::Relaxed) {
-                if stop.load(Ordering::Relaxed) {
-                    done.store(true, Ordering::Relaxed);
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        });
-        let counters = run_loop(&lc, &mut link, &mut shard, &commands, done, None);
-        if cfg.stats {
-            eprintln!("xdpstack client {counters}");
-        }
-    });
+    let counters = run_until_done(&lc, &mut link, &mut shard, &handle.done, stop);
+    if cfg.stats {
+        eprintln!("xdpstack client {counters}");
+    }
     let outcome = handle.out.lock().unwrap_or_else(|e| e.into_inner()).take();
     if let Some(o) = &outcome {
         reset_open(&mut shard, &mut link, &o.open);

@@ -24,7 +24,7 @@ use crate::neighbor::read_kernel_routes;
 use crate::ports::{self, FlowKey, PortConfig, PortService, Protocol};
 use crate::shard::{Binding, Shard, ShardConfig};
 use crate::time::Instant;
-use crate::worker::{iface_ipv4, iface_mac_mtu, open_link, run_loop, LoopConfig};
+use crate::worker::{iface_ipv4, iface_mac_mtu, open_link, run_until_done, LoopConfig};
 use crate::xdp::{AttachMode, PollMode, Proto, Steering, XsConfig, XskConfig};
 
 /// A request is given up on and sent again after this long.
@@ -275,19 +275,7 @@ pub fn run(cfg: &XdpClientConfig, stop: &AtomicBool) -> io::Result<Report> {
         stats_every: None,
         kernel_neighbors: Some(cfg.iface.clone()),
     };
-    let (_tx, commands) = crossbeam::channel::unbounded();
-    // The handler raises `done`; a watcher maps the caller's `stop` onto it.
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            while !done.load(Ordering::Relaxed) {
-                if stop.load(Ordering::Relaxed) {
-                    done.store(true, Ordering::Relaxed);
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        });
-        run_loop(&lc, &mut link, &mut shard, &commands, &done, None);
-    });
+    run_until_done(&lc, &mut link, &mut shard, &done, stop);
     let _ = maps.remove_port(Proto::Udp, port);
     drop(link);
     let _ = steering.detach();
