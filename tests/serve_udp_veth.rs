@@ -384,3 +384,36 @@ fn thread_side_udp_socket_echo() {
 fn sum_reports(r: &[xdpstack::worker::WorkerReport]) -> u64 {
     r.iter().map(|w| w.shard.udp.rx_delivered).sum()
 }
+
+/// The load generator on xdpstack itself (`bench udp-echo --client
+/// xdpstack`, attached to the peer's interface) against `serve
+/// --udp-echo`: every request answered, none lost, and the server saw each.
+#[test]
+fn xdpstack_load_generator_against_serve() {
+    let t = Topo::new("sx", &[]);
+    let target = format!("{}:7001", t.get("HOST_IP"));
+    let srv = Server::start(t.get("HOST_IF"), &["--udp-echo", "7001"]);
+    let out = Command::new("ip")
+        .args(["netns", "exec", &t.name, env!("CARGO_BIN_EXE_xdpstack")])
+        .args(["bench", "udp-echo", "--target", &target, "--duration", "1"])
+        .args(["--inflight", "4", "--json", "--client", "xdpstack"])
+        .args(["--iface", t.get("PEER_IF")])
+        .output()
+        .expect("run the client");
+    let json = common::stdout_ok(&out);
+    let field = |k: &str| -> u64 {
+        let (_, rest) = json
+            .split_once(&format!("\"{k}\":"))
+            .unwrap_or_else(|| panic!("no {k} in {json}"));
+        let end = rest.find([',', '}']).unwrap_or(rest.len());
+        rest[..end]
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{k} in {json}"))
+    };
+    let (completed, lost) = (field("completed"), field("lost"));
+    assert!(completed > 100, "{json}");
+    assert_eq!(lost, 0, "{json}");
+    let w = srv.stop();
+    assert!(sum(&w, "udp_replies") >= completed, "{w:?}\n{json}");
+}
