@@ -405,7 +405,7 @@ impl XdpLink {
             match self.pool.wrap_rx(d) {
                 Some(f) => {
                     self.stats.rx_bytes += f.len() as u64;
-                    prefetch_headers(crate::phy::FrameBuf::data(&f));
+                    prefetch_frame(crate::phy::FrameBuf::data(&f));
                     out.push(f);
                     got += 1;
                 }
@@ -432,24 +432,32 @@ impl XdpLink {
     }
 }
 
-/// Starts loading the first two cache lines of a received frame (the
-/// headers and a small payload) so a batch's loads overlap. In copy mode
-/// the kernel wrote the frame on another core, and without this each frame
-/// stalled its first reader (the checksum) for a cross-core transfer in
-/// turn: most of that function's time in a request/response profile.
+/// Starts loading a received frame: its first two cache lines (headers and
+/// a small payload) into L1, the rest into L2, so a batch's loads overlap.
+/// In copy mode the kernel wrote the frame on another core, and without
+/// this each frame stalled its first reader (the checksum) for cross-core
+/// transfers in turn: most of that function's time in a request/response
+/// profile (headers only: tcp-crr on both ends ~255k -> ~300k/s), and a
+/// whole frame's worth in bulk transfers (the rest too: tcp-stream on both
+/// ends 9.2 -> 9.8 Gbit/s, alternating runs).
 #[inline]
-fn prefetch_headers(data: &[u8]) {
+fn prefetch_frame(data: &[u8]) {
     #[cfg(target_arch = "x86_64")]
     {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0, _MM_HINT_T1};
         let p = data.as_ptr() as *const i8;
         // Safety: SSE is part of the x86_64 baseline, and a prefetch is a
-        // hint that never faults or reads into the program (both addresses
-        // lie inside the frame anyway).
+        // hint that never faults or reads into the program (every address
+        // lies inside the frame anyway).
         unsafe {
             _mm_prefetch::<_MM_HINT_T0>(p);
             if data.len() > 64 {
                 _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(64));
+            }
+            let mut off = 128;
+            while off < data.len() {
+                _mm_prefetch::<_MM_HINT_T1>(p.wrapping_add(off));
+                off += 64;
             }
         }
     }
