@@ -393,6 +393,13 @@ impl<P> NeighborCache<P> {
                 reason: NeighborDrop::QueueOverflow,
             });
         }
+        self.start_request(next_hop, queue, now);
+        Resolution::Queued
+    }
+
+    /// A new INCOMPLETE entry for `next_hop` holding `queue`, and its first
+    /// broadcast request.
+    fn start_request(&mut self, next_hop: Ipv4Addr, queue: VecDeque<P>, now: Instant) {
         self.entries.insert(
             next_hop,
             Entry {
@@ -409,7 +416,6 @@ impl<P> NeighborCache<P> {
             target: next_hop,
             dst_mac: BROADCAST_MAC,
         });
-        Resolution::Queued
     }
 
     /// Starts resolving `next_hop` with no packet waiting, for a sender
@@ -428,22 +434,7 @@ impl<P> NeighborCache<P> {
             self.counters.table_full += 1;
             return;
         }
-        self.entries.insert(
-            next_hop,
-            Entry {
-                state: State::Incomplete {
-                    probes: 1,
-                    next_probe: now + self.config.retrans_time,
-                },
-                queue: VecDeque::new(),
-                last_used: now,
-            },
-        );
-        self.counters.requests_sent += 1;
-        self.actions.push_back(Action::SendRequest {
-            target: next_hop,
-            dst_mac: BROADCAST_MAC,
-        });
+        self.start_request(next_hop, VecDeque::new(), now);
     }
 
     /// Records `ip` at `mac` as reachable (e.g. seeded from the kernel's
